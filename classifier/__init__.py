@@ -1,0 +1,1 @@
+"""Message classifier: text preparation, language detection, category model and its lifecycle."""

@@ -1,0 +1,288 @@
+"""Typed, frozen configuration objects validated from ``gateway.toml``."""
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
+
+from classifier.taxonomy import CATEGORIES, Category
+
+
+class Strict(BaseModel):
+    """Base for every config section: immutable, unknown keys are errors."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Phase(StrEnum):
+    IMPLEMENTATION = "implementation"
+    LIVE = "live"
+
+
+class Secret(Strict):
+    """A secret given only by reference: an environment variable, a file or a command."""
+
+    password_env: str | None = None
+    password_file: Path | None = None
+    password_command: str | None = None
+
+    @model_validator(mode="after")
+    def _one_source(self) -> Secret:
+        given = [s for s in (self.password_env, self.password_file, self.password_command) if s]
+        if len(given) > 1:
+            raise ValueError("give only one of password_env, password_file, password_command")
+        return self
+
+
+class ImapAccount(Secret):
+    host: str
+    port: int = Field(993, ge=1, le=65535)
+    tls: Literal["implicit", "starttls", "none"] = "implicit"
+    verify_certificate: bool = True
+    user: str
+    auth: Literal["login", "xoauth2"] = "login"
+    timeout: float = Field(30.0, gt=0)
+
+
+class ImapSource(ImapAccount):
+    folder: str = "INBOX"
+    processed_folder: str = "Processed"
+    after_fetch: Literal["move", "keep"] = "move"
+    idle: bool = True
+    poll_interval: float = Field(30.0, gt=0)
+    corrections_folder: str | None = None
+
+
+class Mailbox(Strict):
+    address: str
+    source: Literal["smtp", "imap"] = "smtp"
+    phase: Phase
+    imap: ImapSource | None = None
+
+    @field_validator("address")
+    @classmethod
+    def _lower(cls, value: str) -> str:
+        if "@" not in value:
+            raise ValueError(f"not an e-mail address: {value!r}")
+        return value.strip().lower()
+
+    @model_validator(mode="after")
+    def _imap_needs_account(self) -> Mailbox:
+        if self.source == "imap" and self.imap is None:
+            raise ValueError("source 'imap' needs an [mailboxes.imap] section")
+        return self
+
+
+class MaildirTarget(Strict):
+    maildir: Path
+
+
+class SmtpTarget(Strict):
+    smtp: str
+
+
+class ImapTarget(Strict):
+    imap: ImapAccount
+    folder: str
+
+
+def _target_kind(value: object) -> str | None:
+    keys = value.keys() if isinstance(value, dict) else vars(value).keys() if hasattr(value, "__dict__") else ()
+    kinds = {"maildir": "MaildirTarget", "smtp": "SmtpTarget", "imap": "ImapTarget"}
+    return next((tag for key, tag in kinds.items() if key in keys), None)
+
+
+Target = Annotated[
+    Annotated[MaildirTarget, Tag("MaildirTarget")] | Annotated[SmtpTarget, Tag("SmtpTarget")] | Annotated[ImapTarget, Tag("ImapTarget")],
+    Discriminator(
+        _target_kind,
+        custom_error_type="target_kind",
+        custom_error_message="a target needs one of the keys maildir, smtp or imap",
+    ),
+]
+
+
+def describe_target(target: Target) -> str:
+    """A short, stable text naming a delivery target (for headers, logs and the outbox)."""
+    if isinstance(target, MaildirTarget):
+        return f"maildir:{target.maildir}"
+    if isinstance(target, SmtpTarget):
+        return f"smtp:{target.smtp}"
+    return f"imap:{target.imap.user}@{target.imap.host}/{target.folder}"
+
+
+class Customer(Strict):
+    name: str
+    domains: list[str] = []
+    addresses: list[str] = []
+    phase: Phase | None = None
+    go_live: dt.date | None = None
+    key_users: list[str] = []
+    overrides: dict[str, Target] = {}
+
+    @field_validator("domains", "addresses")
+    @classmethod
+    def _lower_all(cls, values: list[str]) -> list[str]:
+        return [v.strip().lower() for v in values]
+
+    @model_validator(mode="after")
+    def _matches_someone(self) -> Customer:
+        if not self.domains and not self.addresses:
+            raise ValueError("a customer needs at least one of domains, addresses")
+        if self.phase is not None and self.go_live is not None:
+            raise ValueError("give either phase or go_live, not both")
+        return self
+
+
+HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+class BusinessHours(Strict):
+    timezone: str = "Europe/Berlin"
+    days: list[Weekday] = ["mon", "tue", "wed", "thu", "fri"]
+    start: HHMM = "08:00"
+    end: HHMM = "17:00"
+    holidays_country: str | None = "DE"
+    holidays_subdivision: str | None = None
+    closed_days: list[dt.date] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}") from None
+        return value
+
+
+class RuleCondition(Strict):
+    phase: list[Phase] | None = None
+    category: list[Category] | None = None
+    customer: list[str] | None = None
+    mailbox: list[str] | None = None
+    sender: list[str] | None = None
+    business_hours: bool | None = None
+    min_confidence: float | None = Field(None, ge=0, le=1)
+    max_confidence: float | None = Field(None, ge=0, le=1)
+
+
+class Rule(Strict):
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_.-]*$")
+    when: RuleCondition = RuleCondition()
+    role: str
+
+
+class Routing(Strict):
+    table: dict[Phase, dict[Category, str]]
+    rules: list[Rule] = []
+
+    @field_validator("table")
+    @classmethod
+    def _complete_table(cls, table: dict[Phase, dict[Category, str]]) -> dict[Phase, dict[Category, str]]:
+        for phase in Phase:
+            missing = [c for c in CATEGORIES if c not in table.get(phase, {})]
+            if missing:
+                raise ValueError(f"phase {phase.value!r} has no role for: {', '.join(missing)}")
+        return table
+
+
+class SmtpIngress(Strict):
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(2525, ge=0, le=65535)
+    max_message_size: int = Field(25 * 1024 * 1024, gt=0)
+    max_recipients: int = Field(50, gt=0)
+    timeout: float = Field(60.0, gt=0)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+
+
+class Relay(Secret):
+    host: str
+    port: int = Field(25, ge=1, le=65535)
+    starttls: bool = False
+    user: str | None = None
+    timeout: float = Field(30.0, gt=0)
+
+
+class Outbound(Strict):
+    """How mail leaves the gateway (SMTP targets, auto-replies): a relay, or a local Maildir."""
+
+    relay: Relay | None = None
+    maildir: Path | None = Path("var/mail/outgoing")
+    max_attempts: int = Field(8, gt=0)
+    retry_base_seconds: float = Field(30.0, gt=0)
+
+
+class AutoReply(Strict):
+    enabled: bool = True
+    templates_dir: Path = Path("config/templates")
+    max_per_sender_per_day: int = Field(3, ge=0)
+    authserv_id: str | None = None
+    loop_id: str = "tessaro-mail-gateway"
+
+
+class Completeness(Strict):
+    require: dict[Category, list[Literal["steps", "screenshot"]]] = {Category.INCIDENT: ["steps", "screenshot"]}
+
+
+class Classifier(Strict):
+    models_dir: Path = Path("models")
+    abstain_threshold: float | None = Field(None, ge=0, le=1)
+
+
+class General(Strict):
+    mode: Literal["route", "shadow"] = "route"
+    shadow_target: Target | None = None
+    database: str = "sqlite:///var/gateway.db"
+    log_format: Literal["logfmt", "json"] = "logfmt"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @model_validator(mode="after")
+    def _shadow_needs_target(self) -> General:
+        if self.mode == "shadow" and self.shadow_target is None:
+            raise ValueError("mode 'shadow' needs shadow_target")
+        return self
+
+
+class GatewayConfig(Strict):
+    gateway: General = General()
+    smtp: SmtpIngress = SmtpIngress()
+    mailboxes: list[Mailbox] = Field(min_length=1)
+    customers: list[Customer] = []
+    roles: dict[str, Target]
+    routing: Routing
+    business_hours: BusinessHours = BusinessHours()
+    completeness: Completeness = Completeness()
+    auto_reply: AutoReply = AutoReply()
+    outbound: Outbound = Outbound()
+    classifier: Classifier = Classifier()
+
+    @model_validator(mode="after")
+    def _roles_are_known(self) -> GatewayConfig:
+        known = set(self.roles)
+        used = {role for row in self.routing.table.values() for role in row.values()}
+        used |= {rule.role for rule in self.routing.rules} | {"triage"}
+        unknown = sorted(used - known)
+        if unknown:
+            raise ValueError(f"roles used in routing but not defined under [roles]: {', '.join(unknown)}")
+        return self
+
+    def mailbox(self, address: str) -> Mailbox | None:
+        """The configured mailbox for an address, or None."""
+        address = address.strip().lower()
+        return next((m for m in self.mailboxes if m.address == address), None)
+
+    @property
+    def own_addresses(self) -> frozenset[str]:
+        return frozenset(m.address for m in self.mailboxes)
+
+
+__all__ = ["CATEGORIES", "GatewayConfig", "Phase", "Target", "describe_target"]

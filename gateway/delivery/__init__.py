@@ -1,0 +1,1 @@
+"""Delivery: the outbox worker and its targets (Maildir, SMTP relay, IMAP folder)."""

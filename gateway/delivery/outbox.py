@@ -1,0 +1,127 @@
+"""Outbox worker: claim due items with a lease, send them, then mark them done, retried or dead.
+
+Sending happens outside any database transaction, so a slow relay never holds a lock that ingestion needs.
+A crash after sending but before marking repeats the send; Maildir and IMAP targets ignore the repeat.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import random
+from dataclasses import dataclass
+
+import structlog
+from sqlalchemy import select, update
+
+from gateway.config.schema import GatewayConfig, ImapTarget, MaildirTarget, SmtpTarget, Target
+from gateway.delivery.targets import append_to_imap, deliver_to_maildir, send_via_relay
+from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+from gateway.storage.db import Database
+from gateway.storage.models import Message, MessageState, OutboxItem, OutboxState, utcnow
+
+log = structlog.get_logger("gateway.outbox")
+LEASE = dt.timedelta(minutes=5)
+
+
+@dataclass(frozen=True)
+class Claimed:
+    id: int
+    key: str
+    kind: str
+    target: str
+    envelope_from: str | None
+    envelope_to: list[str]
+    data: bytes
+    attempts: int
+
+
+def resolve_target(config: GatewayConfig, name: str) -> Target:
+    """An outbox target name: ``role:<role>``, ``customer:<n>:<role>``, ``shadow`` or ``outbound``."""
+    kind, _, rest = name.partition(":")
+    if kind == "role":
+        return config.roles[rest]
+    if kind == "customer":
+        index, _, role = rest.partition(":")
+        return config.customers[int(index)].overrides[role]
+    if kind == "shadow" and config.gateway.shadow_target is not None:
+        return config.gateway.shadow_target
+    if kind == "outbound" and config.outbound.maildir is not None:
+        return MaildirTarget(maildir=config.outbound.maildir)
+    raise PermanentDeliveryError(f"target {name!r} is not configured (any more)")
+
+
+class OutboxWorker:
+    """Delivers due outbox items; one instance per process, safe with several processes."""
+
+    def __init__(self, db: Database, config: GatewayConfig, batch: int = 50) -> None:
+        self.db = db
+        self.config = config
+        self.batch = batch
+
+    def run_once(self) -> int:
+        """Send every item due now (one batch); returns how many were attempted."""
+        claimed = self._claim()
+        for item in claimed:
+            self._send(item)
+        return len(claimed)
+
+    def _claim(self) -> list[Claimed]:
+        now = utcnow()
+        with self.db.session() as session:
+            rows = session.scalars(
+                select(OutboxItem).where(OutboxItem.state == OutboxState.PENDING, OutboxItem.next_attempt_at <= now)
+                .order_by(OutboxItem.next_attempt_at).limit(self.batch).with_for_update(skip_locked=True)
+            ).all()
+            out = []
+            for row in rows:
+                row.next_attempt_at = now + LEASE  # a crashed holder's items come back after the lease
+                data = row.payload if row.kind == "reply" else row.payload + row.message.raw
+                out.append(Claimed(row.id, row.key, row.kind, row.target, row.envelope_from, list(row.envelope_to),
+                                   data, row.attempts))
+            return out
+
+    def _send(self, item: Claimed) -> None:
+        try:
+            self._transmit(item)
+        except TransientDeliveryError as exc:
+            self._failed(item, str(exc), permanent=item.attempts + 1 >= self.config.outbound.max_attempts)
+        except PermanentDeliveryError as exc:
+            self._failed(item, str(exc), permanent=True)
+        else:
+            self._done(item)
+
+    def _transmit(self, item: Claimed) -> None:
+        target = resolve_target(self.config, item.target)
+        if item.kind == "reply" and self.config.outbound.relay is not None:
+            send_via_relay(self.config.outbound.relay, "", item.envelope_to, item.data)
+        elif isinstance(target, MaildirTarget):
+            deliver_to_maildir(target.maildir, item.key, item.data)
+        elif isinstance(target, SmtpTarget):
+            if self.config.outbound.relay is None:
+                raise PermanentDeliveryError("an smtp target needs [outbound.relay]")
+            send_via_relay(self.config.outbound.relay, item.envelope_from or "", [target.smtp], item.data)
+        elif isinstance(target, ImapTarget):
+            append_to_imap(target.imap, target.folder, item.key, item.data)
+
+    def _done(self, item: Claimed) -> None:
+        with self.db.session() as session:
+            row = session.get(OutboxItem, item.id)
+            row.state, row.done_at, row.attempts = OutboxState.DONE, utcnow(), item.attempts + 1
+            session.flush()
+            pending = session.scalar(select(OutboxItem.id).where(
+                OutboxItem.message_id == row.message_id, OutboxItem.state != OutboxState.DONE).limit(1))
+            if pending is None:
+                session.execute(update(Message).where(Message.id == row.message_id)
+                                .values(state=MessageState.DELIVERED, updated_at=utcnow()))
+        log.info("delivered", outbox=item.id, kind=item.kind, target=item.target, attempts=item.attempts + 1)
+
+    def _failed(self, item: Claimed, error: str, *, permanent: bool) -> None:
+        attempts = item.attempts + 1
+        delay = self.config.outbound.retry_base_seconds * 2 ** min(attempts - 1, 10) * random.uniform(0.8, 1.2)
+        with self.db.session() as session:
+            row = session.get(OutboxItem, item.id)
+            row.attempts, row.last_error = attempts, error[:2000]
+            row.state = OutboxState.DEAD if permanent else OutboxState.PENDING
+            row.next_attempt_at = utcnow() + dt.timedelta(seconds=delay)
+        event = log.error if permanent else log.warning
+        event("dead letter" if permanent else "delivery retry", outbox=item.id, target=item.target,
+              attempts=attempts, error=error)

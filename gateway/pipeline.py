@@ -1,0 +1,104 @@
+"""The decision pipeline: parse → classify → route → check completeness → plan reply.
+
+Each stage is a plain function of the previous results; the only outside knowledge comes through
+:class:`History` (what was decided and replied before), so the whole pipeline runs in tests without I/O.
+"""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from classifier.language import detect_language
+from classifier.model import CategoryModel, Prediction
+from classifier.textprep import customer_text
+from gateway.config.schema import GatewayConfig, Mailbox, describe_target
+from gateway.parsing import ParsedMail, parse
+from gateway.replies.completeness import Completeness, check_completeness
+from gateway.replies.loopguard import reasons_not_to_reply
+from gateway.routing.calendar import local_time
+from gateway.routing.phases import PhaseDecision, phase_for
+from gateway.routing.router import Route, RouteFacts, route
+
+
+class History(Protocol):
+    """What the pipeline may ask about earlier traffic."""
+
+    def auto_replies_since(self, sender: str, since: dt.datetime) -> int: ...
+
+    def thread_was_answered(self, message_ids: tuple[str, ...]) -> bool: ...
+
+
+class NoHistory:
+    """History of a gateway that has seen nothing yet (``gateway classify`` on files)."""
+
+    def auto_replies_since(self, sender: str, since: dt.datetime) -> int:
+        return 0
+
+    def thread_was_answered(self, message_ids: tuple[str, ...]) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class Decision:
+    mail: ParsedMail
+    language: str
+    prediction: Prediction
+    phase: PhaseDecision
+    route: Route
+    completeness: Completeness
+    auto_reply: bool
+    auto_reply_reason: str
+    model_version: str
+    sender: str
+    at: dt.datetime
+    extra_headers: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def target(self) -> str:
+        return describe_target(self.route.target)
+
+
+def classify_text(model: CategoryModel, mail: ParsedMail, threshold: float | None = None) -> tuple[str, str, Prediction]:
+    """Classify stage: (prepared text, language, prediction)."""
+    text = customer_text(mail.subject, mail.text)
+    prediction = model.predict([text], threshold=threshold)[0]
+    return text, detect_language(text), prediction
+
+
+def plan_auto_reply(config: GatewayConfig, mail: ParsedMail, completeness: Completeness, sender: str,
+                    envelope_from: str | None, at: dt.datetime, history: History) -> tuple[bool, str]:
+    """Reply stage: (reply?, why) — only for incomplete requests from people, within rate limits."""
+    if not completeness.missing:
+        return False, "nothing missing"
+    if not config.auto_reply.enabled:
+        return False, "auto-replies disabled"
+    reasons = reasons_not_to_reply(mail, envelope_from, config.own_addresses, config.auto_reply.loop_id)
+    if reasons:
+        return False, "; ".join(reasons)
+    thread = tuple(i for i in (mail.in_reply_to, *mail.references) if i)
+    if thread and history.thread_was_answered(thread):
+        return False, "thread already got an automatic reply"
+    sent = history.auto_replies_since(sender, at - dt.timedelta(days=1))
+    if sent >= config.auto_reply.max_per_sender_per_day:
+        return False, f"rate limit: {sent} automatic replies to {sender} in 24 h"
+    return True, "missing " + ", ".join(completeness.missing)
+
+
+def decide(config: GatewayConfig, model: CategoryModel, raw: bytes, mailbox: Mailbox, *,
+           envelope_from: str | None = None, at: dt.datetime | None = None, history: History | None = None,
+           phase_override: str | None = None) -> Decision:
+    """Run every stage on one message and return the full decision."""
+    mail = parse(raw)
+    sender = (mail.from_addr or (envelope_from or "")).lower()
+    when = at or mail.date or dt.datetime.now(dt.UTC)
+    text, language, prediction = classify_text(model, mail, config.classifier.abstain_threshold)
+    phase = phase_for(config, mailbox, sender, local_time(config.business_hours, when).date())
+    if phase_override:
+        phase = PhaseDecision(type(phase.phase)(phase_override), "phase given on the command line", phase.customer)
+    facts = RouteFacts(phase.phase, prediction.category, prediction.confidence, prediction.abstained,
+                       mailbox.address, sender, phase.customer, when)
+    routed = route(config, facts)
+    completeness = check_completeness(config, mail, text, prediction.category)
+    reply, why = plan_auto_reply(config, mail, completeness, sender, envelope_from, when, history or NoHistory())
+    return Decision(mail, language, prediction, phase, routed, completeness, reply, why, model.version, sender, when)

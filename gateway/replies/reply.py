@@ -1,0 +1,71 @@
+"""Build the automatic reply asking for missing details: rendered per language, threaded, RFC 3834 headers."""
+from __future__ import annotations
+
+import re
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid
+from functools import lru_cache
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from classifier.taxonomy import FALLBACK_LANGUAGE, LANGUAGES
+from gateway.parsing import ParsedMail
+from gateway.storage.models import utcnow
+
+_UNSAFE = re.compile(r"[\x00-\x1f\x7f]+|=\?[^?]*\?[bqBQ]\?[^?]*\?=")
+_TEAM_NAMES = {
+    "en": {"support": "support", "consultant": "consulting", "on_call": "on-call", "triage": "service"},
+    "de": {"support": "Support", "consultant": "Beratung", "on_call": "Bereitschaft", "triage": "Service"},
+    "nl": {"support": "support", "consultant": "consultancy", "on_call": "storingsdienst", "triage": "service"},
+}
+
+
+def clean_header_value(value: str, limit: int = 200) -> str:
+    """A value safe to put in a header: no control characters, no encoded-word tricks, bounded length."""
+    return " ".join(_UNSAFE.sub(" ", value).split())[:limit]
+
+
+@lru_cache(maxsize=8)
+def _environment(templates_dir: str) -> Environment:
+    return Environment(
+        loader=FileSystemLoader(templates_dir),
+        undefined=StrictUndefined,
+        autoescape=select_autoescape(enabled_extensions=("html",)),
+        keep_trailing_newline=True,
+    )
+
+
+def reply_language(language: str) -> str:
+    return language if language in LANGUAGES else FALLBACK_LANGUAGE
+
+
+def render_missing_info(templates_dir: Path, language: str, *, name: str, subject: str, role: str,
+                        missing: tuple[str, ...], reference: str) -> str:
+    """The reply text in the customer's language (English when we have no template for it)."""
+    lang = reply_language(language)
+    template = _environment(str(templates_dir)).get_template(f"missing_info.{lang}.txt.j2")
+    team = _TEAM_NAMES[lang].get(role, role.replace("_", " "))
+    return template.render(name=clean_header_value(name, 80), subject=clean_header_value(subject), team=team,
+                           missing=list(missing), reference=reference)
+
+
+def build_reply(mail: ParsedMail, *, mailbox: str, to: str, body: str, loop_id: str) -> EmailMessage:
+    """A threaded reply from ``mailbox`` to ``to`` marked as automatic (Auto-Submitted, X-Loop)."""
+    reply = EmailMessage()
+    subject = clean_header_value(mail.subject) or "(no subject)"
+    reply["Subject"] = subject if subject.lower().startswith("re:") else f"Re: {subject}"
+    reply["From"] = Address(addr_spec=mailbox)
+    reply["To"] = Address(addr_spec=to)
+    reply["Date"] = format_datetime(utcnow())
+    reply["Message-ID"] = make_msgid(domain=mailbox.rpartition("@")[2] or None)
+    if mail.message_id:
+        reply["In-Reply-To"] = mail.message_id
+        reply["References"] = " ".join((*mail.references[-10:], mail.message_id))
+    reply["Auto-Submitted"] = "auto-replied"
+    reply["X-Auto-Response-Suppress"] = "All"
+    reply["X-Loop"] = loop_id
+    reply["Precedence"] = "auto_reply"
+    reply.set_content(body)
+    return reply

@@ -1,0 +1,43 @@
+"""Business hours: weekly hours in a time zone, national holidays (``holidays``) and extra closed days."""
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from zoneinfo import ZoneInfo
+
+import holidays
+
+from gateway.config.schema import BusinessHours
+
+_WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@lru_cache(maxsize=32)
+def _holidays(country: str, subdivision: str | None, year: int) -> holidays.HolidayBase:
+    return holidays.country_holidays(country, subdiv=subdivision, years=year)
+
+
+def holiday_name(hours: BusinessHours, day: dt.date) -> str | None:
+    """The name of the public holiday or closed day on ``day``, or None."""
+    if day in hours.closed_days:
+        return "closed day"
+    if hours.holidays_country:
+        return _holidays(hours.holidays_country, hours.holidays_subdivision, day.year).get(day)
+    return None
+
+
+def local_time(hours: BusinessHours, at: dt.datetime) -> dt.datetime:
+    """``at`` in the configured zone (naive times are taken as UTC)."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=dt.UTC)
+    return at.astimezone(ZoneInfo(hours.timezone))
+
+
+def is_business_hours(hours: BusinessHours, at: dt.datetime) -> bool:
+    """True when ``at`` falls in the weekly hours of a working day that is not a holiday."""
+    local = local_time(hours, at)
+    if _WEEKDAYS[local.weekday()] not in hours.days or holiday_name(hours, local.date()):
+        return False
+    start = dt.time.fromisoformat(hours.start)
+    end = dt.time.fromisoformat(hours.end)
+    return start <= local.time().replace(tzinfo=None) < end

@@ -1,0 +1,91 @@
+"""Route stage: (phase, category, confidence, time, customer) → recipient role and target, with the rules that fired."""
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from gateway.config.schema import Customer, GatewayConfig, Phase, Rule, Target
+from gateway.routing.calendar import is_business_hours
+
+TRIAGE = "triage"
+ABSTAIN_RULE = "abstain-below-threshold"
+
+
+@dataclass(frozen=True)
+class RouteFacts:
+    """Everything routing looks at, already decided by earlier stages."""
+
+    phase: Phase
+    category: str
+    confidence: float
+    abstained: bool
+    mailbox: str
+    sender: str
+    customer: Customer | None
+    at: dt.datetime
+
+
+@dataclass(frozen=True)
+class RuleCheck:
+    name: str
+    fired: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Route:
+    role: str
+    target: Target
+    target_name: str  # how the outbox finds the target again: role:<role> or customer:<index>:<role>
+    rules: tuple[str, ...]
+    checks: tuple[RuleCheck, ...]
+
+
+def rule_matches(rule: Rule, facts: RouteFacts, business_hours: bool) -> bool:
+    """True when every condition the rule sets holds (an unset condition always holds)."""
+    when = rule.when
+    customer = facts.customer.name if facts.customer else None
+    return all(
+        (
+            when.phase is None or facts.phase in when.phase,
+            when.category is None or facts.category in when.category,
+            when.customer is None or customer in when.customer,
+            when.mailbox is None or facts.mailbox in when.mailbox,
+            when.sender is None or any(_sender_matches(facts.sender, s) for s in when.sender),
+            when.business_hours is None or when.business_hours == business_hours,
+            when.min_confidence is None or facts.confidence >= when.min_confidence,
+            when.max_confidence is None or facts.confidence < when.max_confidence,
+        )
+    )
+
+
+def _sender_matches(sender: str, pattern: str) -> bool:
+    pattern = pattern.lower()
+    return sender == pattern or (pattern.startswith("@") and sender.endswith(pattern))
+
+
+def route(config: GatewayConfig, facts: RouteFacts) -> Route:
+    """Decide the role: abstention first, then the extra rules in order, then the phase table."""
+    checks: list[RuleCheck] = []
+    if facts.abstained:
+        checks.append(RuleCheck(ABSTAIN_RULE, True, f"confidence {facts.confidence:.2f} below threshold"))
+        return _with_target(config, facts, TRIAGE, checks)
+    open_now = is_business_hours(config.business_hours, facts.at)
+    for rule in config.routing.rules:
+        fired = rule_matches(rule, facts, open_now)
+        checks.append(RuleCheck(rule.name, fired, f"→ {rule.role}" if fired else "conditions not met"))
+        if fired:
+            return _with_target(config, facts, rule.role, checks)
+    role = config.routing.table[facts.phase][facts.category]
+    checks.append(RuleCheck(f"table.{facts.phase.value}.{facts.category}", True, f"→ {role}"))
+    return _with_target(config, facts, role, checks)
+
+
+def _with_target(config: GatewayConfig, facts: RouteFacts, role: str, checks: list[RuleCheck]) -> Route:
+    target, name = config.roles[role], f"role:{role}"
+    if facts.customer is not None and role in facts.customer.overrides:
+        target = facts.customer.overrides[role]
+        name = f"customer:{config.customers.index(facts.customer)}:{role}"
+        checks.append(RuleCheck(f"override.{role}", True, f"customer {facts.customer.name!r} has its own {role}"))
+    fired = tuple(c.name for c in checks if c.fired)
+    return Route(role, target, name, fired, tuple(checks))

@@ -1,0 +1,145 @@
+"""SQLAlchemy 2 tables: messages, decisions, outbox, corrections, mailbox state."""
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, DateTime, Enum, ForeignKey, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def new_public_id() -> str:
+    return uuid.uuid4().hex
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {dt.datetime: DateTime(timezone=True), dict[str, Any]: JSON, list[str]: JSON}
+
+
+class MessageState(StrEnum):
+    """Where a message is in the pipeline; progress is this column, so a restart resumes."""
+
+    RECEIVED = "received"      # raw bytes committed, not yet decided
+    DECIDED = "decided"        # decision and outbox rows committed
+    DELIVERED = "delivered"    # every outbox row done
+    QUARANTINED = "quarantined"  # failed repeatedly; waits for an operator
+
+
+class OutboxKind(StrEnum):
+    DELIVERY = "delivery"
+    REPLY = "reply"
+
+
+class OutboxState(StrEnum):
+    PENDING = "pending"
+    DONE = "done"
+    DEAD = "dead"
+
+
+class Message(Base):
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("mailbox", "imap_uidvalidity", "imap_uid", name="uq_messages_imap_uid"),
+        Index("ix_messages_dedupe", "header_message_id", "sha256"),
+        Index("ix_messages_state", "state"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    public_id: Mapped[str] = mapped_column(String(32), unique=True, default=new_public_id)
+    mailbox: Mapped[str] = mapped_column(String(320))
+    source: Mapped[str] = mapped_column(String(8))
+    envelope_from: Mapped[str | None] = mapped_column(String(998))
+    envelope_to: Mapped[list[str]] = mapped_column(default=list)
+    header_message_id: Mapped[str | None] = mapped_column(String(998))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int]
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    imap_uidvalidity: Mapped[int | None] = mapped_column(BigInteger)  # 32-bit unsigned in IMAP
+    imap_uid: Mapped[int | None] = mapped_column(BigInteger)
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    state: Mapped[MessageState] = mapped_column(Enum(MessageState, native_enum=False, length=16))
+    attempts: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    decision: Mapped[Decision | None] = relationship(back_populates="message", uselist=False)
+    outbox: Mapped[list[OutboxItem]] = relationship(back_populates="message")
+
+
+class Decision(Base):
+    __tablename__ = "decisions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
+    language: Mapped[str] = mapped_column(String(8))
+    category: Mapped[str] = mapped_column(String(32))
+    confidence: Mapped[float]
+    abstained: Mapped[bool] = mapped_column(default=False)
+    role: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(998))
+    phase: Mapped[str] = mapped_column(String(32))
+    phase_reason: Mapped[str] = mapped_column(String(256))
+    rules: Mapped[list[str]] = mapped_column(default=list)
+    model_version: Mapped[str] = mapped_column(String(64))
+    complete: Mapped[bool | None]
+    missing: Mapped[list[str]] = mapped_column(default=list)
+    auto_reply: Mapped[bool] = mapped_column(default=False)
+    auto_reply_reason: Mapped[str | None] = mapped_column(String(256))
+    sender: Mapped[str | None] = mapped_column(String(320), index=True)
+    customer: Mapped[str | None] = mapped_column(String(256))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    message: Mapped[Message] = relationship(back_populates="decision")
+
+
+class OutboxItem(Base):
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    key: Mapped[str] = mapped_column(String(64), unique=True)  # idempotency key of this delivery
+    kind: Mapped[OutboxKind] = mapped_column(Enum(OutboxKind, native_enum=False, length=16))
+    target: Mapped[str] = mapped_column(String(998))
+    envelope_from: Mapped[str | None] = mapped_column(String(320))
+    envelope_to: Mapped[list[str]] = mapped_column(default=list)
+    #: a delivery stores the header block to put on top of the original; a reply the whole message
+    payload: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[OutboxState] = mapped_column(Enum(OutboxState, native_enum=False, length=16), default=OutboxState.PENDING)
+    attempts: Mapped[int] = mapped_column(default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    done_at: Mapped[dt.datetime | None]
+
+    message: Mapped[Message] = relationship(back_populates="outbox")
+
+
+class Correction(Base):
+    __tablename__ = "corrections"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    category: Mapped[str] = mapped_column(String(32))
+    labelled_by: Mapped[str] = mapped_column(String(256))
+    source: Mapped[str] = mapped_column(String(16), default="cli")
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class MailboxState(Base):
+    """Per-mailbox ingestion progress and health (IMAP UIDs, last success, failures)."""
+
+    __tablename__ = "mailbox_state"
+
+    mailbox: Mapped[str] = mapped_column(String(320), primary_key=True)
+    uidvalidity: Mapped[int | None] = mapped_column(BigInteger)
+    last_uid: Mapped[int] = mapped_column(BigInteger, default=0)
+    last_success_at: Mapped[dt.datetime | None]
+    consecutive_failures: Mapped[int] = mapped_column(default=0)
+    last_error: Mapped[str | None] = mapped_column(Text)

@@ -1,0 +1,82 @@
+"""Store stage and history look-ups: the only place the pipeline's inputs and memory touch the database."""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import re
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from gateway.storage.db import Database
+from gateway.storage.models import Decision, Message, MessageState, OutboxItem, OutboxKind
+
+_MESSAGE_ID_HEADER = re.compile(rb"^message-id:[ \t]*(<[^>\r\n]{1,900}>)", re.IGNORECASE | re.MULTILINE)
+
+
+@dataclass(frozen=True)
+class Stored:
+    public_id: str
+    duplicate: bool
+
+
+def header_message_id(raw: bytes) -> str | None:
+    """The Message-ID of the raw header block, found without a full parse (for dedupe at store time)."""
+    end = raw.find(b"\r\n\r\n")
+    end = raw.find(b"\n\n") if end < 0 else end
+    found = _MESSAGE_ID_HEADER.search(raw[: end if end > 0 else 65536])
+    return found.group(1).decode("ascii", "replace") if found else None
+
+
+def store_raw(db: Database, raw: bytes, *, mailbox: str, source: str, envelope_from: str | None = None,
+              envelope_to: list[str] | None = None, uidvalidity: int | None = None, uid: int | None = None) -> Stored:
+    """Commit the raw message durably, unless the same message (IMAP UID, or Message-ID + sha256) is stored already."""
+    digest = hashlib.sha256(raw).hexdigest()
+    message_id = header_message_id(raw)
+    try:
+        with db.session() as session:
+            existing = _find_existing(session, mailbox, uidvalidity, uid, message_id, digest)
+            if existing is not None:
+                return Stored(existing, True)
+            message = Message(
+                mailbox=mailbox, source=source, envelope_from=envelope_from, envelope_to=envelope_to or [],
+                header_message_id=message_id, sha256=digest, size=len(raw), raw=raw,
+                imap_uidvalidity=uidvalidity, imap_uid=uid, state=MessageState.RECEIVED,
+            )
+            session.add(message)
+            session.flush()
+            return Stored(message.public_id, False)
+    except IntegrityError:  # a concurrent instance stored the same IMAP UID a moment ago
+        return Stored("", True)
+
+
+def _find_existing(session: Session, mailbox: str, uidvalidity: int | None, uid: int | None,
+                   message_id: str | None, digest: str) -> str | None:
+    if uid is not None:
+        found = session.scalar(select(Message.public_id).where(
+            Message.mailbox == mailbox, Message.imap_uidvalidity == uidvalidity, Message.imap_uid == uid))
+        if found:
+            return found
+    if message_id is not None:
+        return session.scalar(select(Message.public_id).where(
+            Message.header_message_id == message_id, Message.sha256 == digest).limit(1))
+    return None
+
+
+class DbHistory:
+    """:class:`gateway.pipeline.History` answered from the database, inside one session."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def auto_replies_since(self, sender: str, since: dt.datetime) -> int:
+        query = (select(func.count()).select_from(OutboxItem).join(Decision, Decision.message_id == OutboxItem.message_id)
+                 .where(OutboxItem.kind == OutboxKind.REPLY, Decision.sender == sender, OutboxItem.created_at >= since))
+        return int(self.session.scalar(query) or 0)
+
+    def thread_was_answered(self, message_ids: tuple[str, ...]) -> bool:
+        query = (select(OutboxItem.id).join(Message, Message.id == OutboxItem.message_id)
+                 .where(OutboxItem.kind == OutboxKind.REPLY, Message.header_message_id.in_(message_ids)).limit(1))
+        return self.session.scalar(query) is not None
