@@ -1,0 +1,36 @@
+"""Operator corrections: store a label for a delivered message, and turn corrections into training examples."""
+from __future__ import annotations
+
+from sqlalchemy import select
+
+from classifier.language import detect_language
+from classifier.textprep import customer_text
+from classifier.train import Labelled
+from gateway.parsing import parse
+from gateway.storage.db import Database
+from gateway.storage.models import Correction, Message
+
+
+def add_correction(db: Database, public_id: str, category: str, by: str, *, source: str = "cli") -> None:
+    """Record that message ``public_id`` really is ``category`` (the newest correction wins)."""
+    with db.session() as session:
+        message_id = session.scalar(select(Message.id).where(Message.public_id == public_id))
+        if message_id is None:
+            raise LookupError(f"no stored message with id {public_id}")
+        session.add(Correction(message_id=message_id, category=category, labelled_by=by, source=source))
+
+
+def corrections_as_examples(db: Database) -> list[Labelled]:
+    """One training example per corrected message, labelled with its newest correction."""
+    newest: dict[int, tuple[str, bytes]] = {}
+    with db.session() as session:
+        rows = session.execute(select(Correction.message_id, Correction.category, Message.raw)
+                               .join(Message, Message.id == Correction.message_id).order_by(Correction.id))
+        for message_id, category, raw in rows:
+            newest[message_id] = (category, raw)
+    examples = []
+    for category, raw in newest.values():
+        mail = parse(raw)
+        text = customer_text(mail.subject, mail.text)
+        examples.append(Labelled(text, category, detect_language(text)))
+    return examples

@@ -1,0 +1,1 @@
+"""Ingress: SMTP (aiosmtpd) and IMAP sources; each commits raw mail before acknowledging it."""

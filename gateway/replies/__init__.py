@@ -1,0 +1,1 @@
+"""Completeness checks, automatic replies and the loop guard that keeps them safe."""

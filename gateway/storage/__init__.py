@@ -1,0 +1,1 @@
+"""Durable storage: SQLAlchemy tables, engine set-up, Alembic migrations and the store stage."""

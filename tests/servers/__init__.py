@@ -1,0 +1,1 @@
+"""Real servers (Dovecot) run as throwaway processes for tests."""
