@@ -71,3 +71,6 @@ def start_gateway(shipped_model: CategoryModel) -> Iterator[Callable[[GatewayCon
     for gateway in started:
         gateway.stop()
         gateway.db.dispose()
+
+
+from tests.servers.fixtures import dovecot  # noqa: E402,F401 - the real Dovecot fixture for IMAP tests

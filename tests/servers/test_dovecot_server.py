@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientError
 
+from tests.servers import fixtures
 from tests.servers.dovecot import DovecotServer
-from tests.servers.fixtures import DOVECOT_PASSWORD, DOVECOT_USER, dovecot  # noqa: F401
+from tests.servers.fixtures import DOVECOT_PASSWORD, DOVECOT_USER
+
+dovecot = fixtures.dovecot  # registers the fixture here too, whether or not tests/conftest.py imports it
 
 RAW = b"From: a@example.com\r\nTo: support@example.com\r\nSubject: hello\r\n\r\nbody\r\n"
 
 
-def login(server: DovecotServer):  # noqa: ANN201 - IMAPClient
+def login(server: DovecotServer) -> IMAPClient:
     return server.client(DOVECOT_USER, DOVECOT_PASSWORD)
 
 
@@ -76,7 +82,7 @@ def test_stop_frees_port_and_is_idempotent(dovecot: DovecotServer) -> None:
         dovecot.client(DOVECOT_USER, DOVECOT_PASSWORD)
 
 
-def test_missing_binary_fails_loudly(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:  # noqa: ANN001
+def test_missing_binary_fails_loudly(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     monkeypatch.setattr("shutil.which", lambda *a, **k: None)
     server = DovecotServer()
