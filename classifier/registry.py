@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +70,7 @@ def save_model(models_dir: Path, pipeline: Pipeline, metadata: dict[str, Any]) -
         raise ModelError(f"model version {version} already exists in {models_dir}")
     staging = models_dir / f"tmp-{version}"
     staging.mkdir(parents=True)
-    sio.dump(pipeline, staging / ARTIFACT)
+    sio.dump(pipeline, staging / ARTIFACT, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
     metadata = {**metadata, "sha256": sha256_of(staging / ARTIFACT)}
     (staging / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(staging, final)

@@ -83,7 +83,7 @@ class Processor:
         target = "shadow" if shadow else decision.route.target_name
         header_block = gateway_headers(audit_headers(decision, message.public_id), line_ending(message.raw))
         session.add(db.OutboxItem(message_id=message.id, key=f"{message.public_id}.delivery",
-                                  kind=db.OutboxKind.DELIVERY, target=target, envelope_from=message.envelope_from,
+                                  kind=db.OutboxKind.DELIVERY, target=target, envelope_from=message.mailbox,
                                   envelope_to=[], payload=header_block))
         if decision.auto_reply and not shadow:
             session.add(self._reply_item(message, decision))

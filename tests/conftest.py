@@ -1,6 +1,7 @@
 """Shared fixtures: the shipped config rewritten to temp paths, the shipped model, a running gateway."""
 from __future__ import annotations
 
+import socket
 import tomllib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,11 +20,17 @@ SHIPPED_CONFIG = ROOT / "config" / "gateway.toml"
 MAILS = ROOT / "tests" / "mails"
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def shipped_config_data(tmp: Path) -> dict[str, Any]:
     """The shipped ``gateway.toml`` with every writable path moved under ``tmp`` and SMTP on a free port."""
     data = tomllib.loads(SHIPPED_CONFIG.read_text(encoding="utf-8"))
     data["gateway"]["database"] = f"sqlite:///{tmp / 'gateway.db'}"
-    data["smtp"]["port"] = 0
+    data["smtp"]["port"] = free_port()
     for target in [*data["roles"].values(), *(o for c in data["customers"] for o in c.get("overrides", {}).values())]:
         if "maildir" in target:
             target["maildir"] = str(tmp / target["maildir"])
