@@ -81,3 +81,4 @@ def start_gateway(shipped_model: CategoryModel) -> Iterator[Callable[[GatewayCon
 
 
 from tests.servers.fixtures import dovecot  # noqa: E402,F401 - the real Dovecot fixture for IMAP tests
+from tests.servers.smtp_sink import smtp_sink  # noqa: E402,F401 - a real SMTP relay that records mail
