@@ -44,7 +44,7 @@ def run(config: ConfigOption = DEFAULT_CONFIG, db: DbOption = None) -> None:
     settings = load_or_exit(config)
     configure_logging(settings.gateway.log_level, settings.gateway.log_format)
     try:
-        Gateway(settings, open_database(settings, db)).serve()
+        Gateway(settings, open_database(settings, db)).serve(config)
     except GatewayError as exc:
         typer.echo(f"gateway: {exc}", err=True)
         raise typer.Exit(1) from None
@@ -102,3 +102,4 @@ def db_upgrade(config: ConfigOption = DEFAULT_CONFIG, db: DbOption = None) -> No
 
 
 from gateway import cli_model  # noqa: E402,F401 - registers train, eval, model and label on ``app``
+from gateway import cli_routing  # noqa: E402,F401 - registers explain and report on ``app``

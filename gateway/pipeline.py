@@ -6,7 +6,9 @@ Each stage is a plain function of the previous results; the only outside knowled
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass, field
+import hashlib
+import re
+from dataclasses import dataclass
 from typing import Protocol
 
 from classifier.language import detect_language
@@ -18,7 +20,7 @@ from gateway.replies.completeness import Completeness, check_completeness
 from gateway.replies.loopguard import reasons_not_to_reply
 from gateway.routing.calendar import local_time
 from gateway.routing.phases import PhaseDecision, phase_for
-from gateway.routing.router import Route, RouteFacts, route
+from gateway.routing.router import Route, RouteFacts, ThreadOrigin, route
 
 
 class History(Protocol):
@@ -27,6 +29,10 @@ class History(Protocol):
     def auto_replies_since(self, sender: str, since: dt.datetime) -> int: ...
 
     def thread_was_answered(self, message_ids: tuple[str, ...]) -> bool: ...
+
+    def thread_origin(self, message_ids: tuple[str, ...]) -> ThreadOrigin | None: ...
+
+    def recent_duplicate(self, sender: str, fingerprint: str, since: dt.datetime) -> str | None: ...
 
 
 class NoHistory:
@@ -37,6 +43,12 @@ class NoHistory:
 
     def thread_was_answered(self, message_ids: tuple[str, ...]) -> bool:
         return False
+
+    def thread_origin(self, message_ids: tuple[str, ...]) -> ThreadOrigin | None:
+        return None
+
+    def recent_duplicate(self, sender: str, fingerprint: str, since: dt.datetime) -> str | None:
+        return None
 
 
 @dataclass(frozen=True)
@@ -52,11 +64,26 @@ class Decision:
     model_version: str
     sender: str
     at: dt.datetime
-    extra_headers: dict[str, str] = field(default_factory=dict)
+    fingerprint: str
+    duplicate_of: str | None
 
     @property
     def target(self) -> str:
         return describe_target(self.route.target)
+
+
+_NOT_WORDS = re.compile(r"[\W_]+")
+
+
+def request_fingerprint(text: str) -> str:
+    """A hash of the request's words (case, spacing and punctuation ignored) to spot the same mail sent again."""
+    return hashlib.sha256(_NOT_WORDS.sub(" ", text.casefold()).strip().encode()).hexdigest()
+
+
+def thread_ids(mail: ParsedMail) -> tuple[str, ...]:
+    """Message-IDs this mail answers (In-Reply-To first, then References newest first)."""
+    ids = (mail.in_reply_to, *reversed(mail.references))
+    return tuple(dict.fromkeys(i for i in ids if i))
 
 
 def classify_text(model: CategoryModel, mail: ParsedMail, threshold: float | None = None) -> tuple[str, str, Prediction]:
@@ -67,16 +94,19 @@ def classify_text(model: CategoryModel, mail: ParsedMail, threshold: float | Non
 
 
 def plan_auto_reply(config: GatewayConfig, mail: ParsedMail, completeness: Completeness, sender: str,
-                    envelope_from: str | None, at: dt.datetime, history: History) -> tuple[bool, str]:
+                    envelope_from: str | None, at: dt.datetime, history: History,
+                    duplicate_of: str | None = None) -> tuple[bool, str]:
     """Reply stage: (reply?, why) — only for incomplete requests from people, within rate limits."""
     if not completeness.missing:
         return False, "nothing missing"
+    if duplicate_of:
+        return False, f"duplicate of {duplicate_of}"
     if not config.auto_reply.enabled:
         return False, "auto-replies disabled"
     reasons = reasons_not_to_reply(mail, envelope_from, config.own_addresses, config.auto_reply.loop_id)
     if reasons:
         return False, "; ".join(reasons)
-    thread = tuple(i for i in (mail.in_reply_to, *mail.references) if i)
+    thread = thread_ids(mail)
     if thread and history.thread_was_answered(thread):
         return False, "thread already got an automatic reply"
     sent = history.auto_replies_since(sender, at - dt.timedelta(days=1))
@@ -89,6 +119,7 @@ def decide(config: GatewayConfig, model: CategoryModel, raw: bytes, mailbox: Mai
            envelope_from: str | None = None, at: dt.datetime | None = None, history: History | None = None,
            phase_override: str | None = None) -> Decision:
     """Run every stage on one message and return the full decision."""
+    history = history or NoHistory()
     mail = parse(raw)
     sender = (mail.from_addr or (envelope_from or "")).lower()
     when = at or mail.date or dt.datetime.now(dt.UTC)
@@ -96,9 +127,15 @@ def decide(config: GatewayConfig, model: CategoryModel, raw: bytes, mailbox: Mai
     phase = phase_for(config, mailbox, sender, local_time(config.business_hours, when).date())
     if phase_override:
         phase = PhaseDecision(type(phase.phase)(phase_override), "phase given on the command line", phase.customer)
+    thread = thread_ids(mail)
     facts = RouteFacts(phase.phase, prediction.category, prediction.confidence, prediction.abstained,
-                       mailbox.address, sender, phase.customer, when)
+                       mailbox.address, sender, phase.customer, when, history.thread_origin(thread) if thread else None)
     routed = route(config, facts)
-    completeness = check_completeness(config, mail, text, prediction.category)
-    reply, why = plan_auto_reply(config, mail, completeness, sender, envelope_from, when, history or NoHistory())
-    return Decision(mail, language, prediction, phase, routed, completeness, reply, why, model.version, sender, when)
+    # an unsure category asks the customer for nothing: a human decides first
+    completeness = check_completeness(config, mail, text, "" if prediction.abstained else prediction.category)
+    fingerprint = request_fingerprint(text)
+    window = dt.timedelta(hours=config.routing.duplicate_window_hours)
+    duplicate_of = history.recent_duplicate(sender, fingerprint, when - window) if window and sender else None
+    reply, why = plan_auto_reply(config, mail, completeness, sender, envelope_from, when, history, duplicate_of)
+    return Decision(mail, language, prediction, phase, routed, completeness, reply, why, model.version, sender, when,
+                    fingerprint, duplicate_of)

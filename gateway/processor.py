@@ -42,6 +42,7 @@ def audit_headers(decision: Decision, public_id: str) -> dict[str, str]:
         "Rules": ", ".join(decision.route.rules),
         "Model": decision.model_version,
         "Message-Id": public_id,
+        **({"Duplicate-Of": decision.duplicate_of} if decision.duplicate_of else {}),
     }
 
 
@@ -81,7 +82,9 @@ class Processor:
         session.add(_decision_row(message, decision))
         shadow = self.config.gateway.mode == "shadow"
         target = "shadow" if shadow else decision.route.target_name
-        header_block = gateway_headers(audit_headers(decision, message.public_id), line_ending(message.raw))
+        # shadow mode delivers the original unchanged; the decision is only recorded
+        header_block = b"" if shadow else gateway_headers(audit_headers(decision, message.public_id),
+                                                          line_ending(message.raw))
         session.add(db.OutboxItem(message_id=message.id, key=f"{message.public_id}.delivery",
                                   kind=db.OutboxKind.DELIVERY, target=target, envelope_from=message.mailbox,
                                   envelope_to=[], payload=header_block))
@@ -131,4 +134,6 @@ def _decision_row(message: db.Message, decision: Decision) -> db.Decision:
         missing=list(decision.completeness.missing), auto_reply=decision.auto_reply,
         auto_reply_reason=decision.auto_reply_reason[:256], sender=decision.sender or None,
         customer=customer.name if customer else None, created_at=dt.datetime.now(dt.UTC),
+        fingerprint=decision.fingerprint, duplicate_of=decision.duplicate_of,
+        thread_of=decision.route.thread.public_id if decision.route.thread else None,
     )

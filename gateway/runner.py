@@ -9,14 +9,18 @@ import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import FrameType
 
 import structlog
 
 from classifier.model import CategoryModel
-from classifier.registry import load_model
+from classifier.registry import current_version, load_model
+from gateway.config.loader import load_config
 from gateway.config.schema import GatewayConfig
+from gateway.errors import ConfigError, ModelError
 from gateway.delivery.outbox import OutboxWorker
+from gateway.ingest.imap import ImapSourceWorker
 from gateway.ingest.smtp import IngressController, IngressHandler
 from gateway.processor import Processor
 from gateway.storage.db import Database
@@ -74,6 +78,11 @@ class Gateway:
             thread = threading.Thread(target=loop.run, args=(self.stopping,), name=loop.name, daemon=True)
             thread.start()
             self._threads.append(thread)
+        for mailbox in (m for m in self.config.mailboxes if m.source == "imap"):
+            worker = ImapSourceWorker(self.db, self.config, mailbox, self._stored, self.stopping)
+            thread = threading.Thread(target=worker.run, name=f"imap:{mailbox.address}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
         if self.config.smtp.enabled:
             self.smtp = IngressController(IngressHandler(self.db, self.config, self._stored), self.config.smtp)
             self.smtp.start()
@@ -94,16 +103,54 @@ class Gateway:
         self._threads.clear()
         log.info("gateway stopped")
 
-    def serve(self) -> None:
-        """Run until SIGTERM or SIGINT."""
+    def reload(self, path: Path) -> bool:
+        """Swap in a new configuration (and a newly promoted model); a bad one is refused and the old one kept.
+
+        Each worker reads ``self.config`` afresh per message, so nothing in flight is lost or done twice.
+        The SMTP listener address and the set of IMAP sources only change on restart.
+        """
+        try:
+            new = load_config(path)
+        except ConfigError as exc:
+            log.error("reload refused, keeping the running configuration", problems="; ".join(exc.problems))
+            return False
+        model = self.model
+        try:
+            if current_version(new.classifier.models_dir) != self.model.version:
+                model = load_model(new.classifier.models_dir)
+        except ModelError as exc:
+            log.error("new model refused, keeping the running one", model=self.model.version, error=str(exc))
+        if new.smtp != self.config.smtp or _imap_sources(new) != _imap_sources(self.config):
+            log.warning("listener or IMAP source changes take effect after a restart")
+        self.config, self.model = new, model
+        self.processor.config, self.processor.model, self.outbox.config = new, model, new
+        if self.smtp is not None:
+            self.smtp.handler.config = new
+        log.info("configuration reloaded", config=str(path), model=model.version, mode=new.gateway.mode)
+        return True
+
+    def serve(self, config_path: Path) -> None:
+        """Run until SIGTERM or SIGINT; SIGHUP reloads ``config_path``."""
+        reload_wanted = threading.Event()
+
         def _signalled(signum: int, _frame: FrameType | None) -> None:
+            if signum == signal.SIGHUP:
+                reload_wanted.set()
+                return
             log.info("signal received, stopping", signal=signal.Signals(signum).name)
             self.stopping.set()
 
-        signal.signal(signal.SIGTERM, _signalled)
-        signal.signal(signal.SIGINT, _signalled)
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            signal.signal(signum, _signalled)
         self.start()
         try:
-            self.stopping.wait()
+            while not self.stopping.wait(0.2):
+                if reload_wanted.is_set():
+                    reload_wanted.clear()
+                    self.reload(config_path)
         finally:
             self.stop()
+
+
+def _imap_sources(config: GatewayConfig) -> list[tuple[str, object]]:
+    return [(m.address, m.imap) for m in config.mailboxes if m.source == "imap"]

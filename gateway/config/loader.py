@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from gateway.config import schema
+from gateway.config.checks import semantic_problems
 from gateway.config.schema import GatewayConfig, Secret
 from gateway.errors import ConfigError, SecretError
 
@@ -37,9 +38,13 @@ def load_config(path: Path = DEFAULT_CONFIG, *, check_secrets: bool = True) -> G
 def parse_config(data: dict[str, Any], *, source: str = "<dict>") -> GatewayConfig:
     """Validate an already parsed TOML document."""
     try:
-        return GatewayConfig.model_validate(data)
+        config = GatewayConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError([_describe(err) for err in exc.errors()], source) from None
+    problems = list(semantic_problems(config))
+    if problems:
+        raise ConfigError(problems, source)
+    return config
 
 
 def key_path(loc: tuple[int | str, ...]) -> str:

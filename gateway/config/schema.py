@@ -123,7 +123,7 @@ class Customer(Strict):
     key_users: list[str] = []
     overrides: dict[str, Target] = {}
 
-    @field_validator("domains", "addresses")
+    @field_validator("domains", "addresses", "key_users")
     @classmethod
     def _lower_all(cls, values: list[str]) -> list[str]:
         return [v.strip().lower() for v in values]
@@ -182,6 +182,8 @@ class Rule(Strict):
 class Routing(Strict):
     table: dict[Phase, dict[Category, str]]
     rules: list[Rule] = []
+    #: the same request from the same sender within this many hours is a linked duplicate (0: off)
+    duplicate_window_hours: float = Field(72.0, ge=0)
 
     @field_validator("table")
     @classmethod

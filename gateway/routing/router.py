@@ -2,13 +2,14 @@
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from gateway.config.schema import Customer, GatewayConfig, Phase, Rule, Target
 from gateway.routing.calendar import is_business_hours
 
 TRIAGE = "triage"
 ABSTAIN_RULE = "abstain-below-threshold"
+KEY_USER_RULE = "key-user-policy"
 
 
 @dataclass(frozen=True)
@@ -23,6 +24,15 @@ class RouteFacts:
     sender: str
     customer: Customer | None
     at: dt.datetime
+    thread: ThreadOrigin | None = None
+
+
+@dataclass(frozen=True)
+class ThreadOrigin:
+    """The first message of the thread a reply belongs to, and the role it went to."""
+
+    public_id: str
+    role: str
 
 
 @dataclass(frozen=True)
@@ -39,6 +49,7 @@ class Route:
     target_name: str  # how the outbox finds the target again: role:<role> or customer:<index>:<role>
     rules: tuple[str, ...]
     checks: tuple[RuleCheck, ...]
+    thread: ThreadOrigin | None = None  # set when the role was taken from the thread's first message
 
 
 def rule_matches(rule: Rule, facts: RouteFacts, business_hours: bool) -> bool:
@@ -65,20 +76,36 @@ def _sender_matches(sender: str, pattern: str) -> bool:
 
 
 def route(config: GatewayConfig, facts: RouteFacts) -> Route:
-    """Decide the role: abstention first, then the extra rules in order, then the phase table."""
-    checks: list[RuleCheck] = []
-    if facts.abstained:
-        checks.append(RuleCheck(ABSTAIN_RULE, True, f"confidence {facts.confidence:.2f} below threshold"))
-        return _with_target(config, facts, TRIAGE, checks)
+    """Decide the role: extra rules in order, then the thread's role, then abstention, then the phase table.
+
+    A rule that looks at the category never fires for an abstained (unsure) category.
+    """
+    checks = _key_user_checks(facts)
     open_now = is_business_hours(config.business_hours, facts.at)
     for rule in config.routing.rules:
-        fired = rule_matches(rule, facts, open_now)
+        fired = rule_matches(rule, facts, open_now) and not (facts.abstained and rule.when.category is not None)
         checks.append(RuleCheck(rule.name, fired, f"→ {rule.role}" if fired else "conditions not met"))
         if fired:
             return _with_target(config, facts, rule.role, checks)
+    if facts.thread is not None and facts.thread.role in config.roles:
+        detail = f"reply in the thread of {facts.thread.public_id}, which went to {facts.thread.role}"
+        checks.append(RuleCheck(f"thread.{facts.thread.public_id}", True, detail))
+        return replace(_with_target(config, facts, facts.thread.role, checks), thread=facts.thread)
+    if facts.abstained:
+        checks.append(RuleCheck(ABSTAIN_RULE, True, f"confidence {facts.confidence:.2f} below threshold"))
+        return _with_target(config, facts, TRIAGE, checks)
     role = config.routing.table[facts.phase][facts.category]
     checks.append(RuleCheck(f"table.{facts.phase.value}.{facts.category}", True, f"→ {role}"))
     return _with_target(config, facts, role, checks)
+
+
+def _key_user_checks(facts: RouteFacts) -> list[RuleCheck]:
+    """The key-user policy flags (never re-routes) a sender who is not one of the customer's key users."""
+    customer = facts.customer
+    if customer is None or not customer.key_users or facts.sender in customer.key_users:
+        return []
+    return [RuleCheck(KEY_USER_RULE, True, f"{facts.sender} is not a key user of {customer.name!r} "
+                                           f"(key users: {', '.join(customer.key_users)})")]
 
 
 def _with_target(config: GatewayConfig, facts: RouteFacts, role: str, checks: list[RuleCheck]) -> Route:

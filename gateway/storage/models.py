@@ -93,6 +93,10 @@ class Decision(Base):
     auto_reply_reason: Mapped[str | None] = mapped_column(String(256))
     sender: Mapped[str | None] = mapped_column(String(320), index=True)
     customer: Mapped[str | None] = mapped_column(String(256))
+    #: hash of the request's words, to recognise the same request sent again (see pipeline.request_fingerprint)
+    fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
+    duplicate_of: Mapped[str | None] = mapped_column(String(32))
+    thread_of: Mapped[str | None] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     message: Mapped[Message] = relationship(back_populates="decision")

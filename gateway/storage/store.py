@@ -10,6 +10,7 @@ from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway.routing.router import ThreadOrigin
 from gateway.storage.db import Database
 from gateway.storage.models import Decision, Message, MessageState, OutboxItem, OutboxKind
 
@@ -80,3 +81,17 @@ class DbHistory:
         query = (select(OutboxItem.id).join(Message, Message.id == OutboxItem.message_id)
                  .where(OutboxItem.kind == OutboxKind.REPLY, Message.header_message_id.in_(message_ids)).limit(1))
         return self.session.scalar(query) is not None
+
+    def thread_origin(self, message_ids: tuple[str, ...]) -> ThreadOrigin | None:
+        """The oldest decided message among ``message_ids`` (the thread's start, as far as we know it)."""
+        row = self.session.execute(
+            select(Message.public_id, Decision.role, Decision.thread_of).join(Decision, Decision.message_id == Message.id)
+            .where(Message.header_message_id.in_(message_ids)).order_by(Message.id).limit(1)).first()
+        return ThreadOrigin(row.thread_of or row.public_id, row.role) if row else None
+
+    def recent_duplicate(self, sender: str, fingerprint: str, since: dt.datetime) -> str | None:
+        """The first message since ``since`` in which ``sender`` made the same request."""
+        return self.session.scalar(
+            select(Message.public_id).join(Decision, Decision.message_id == Message.id)
+            .where(Decision.sender == sender, Decision.fingerprint == fingerprint, Message.received_at >= since)
+            .order_by(Message.id).limit(1))

@@ -1,0 +1,207 @@
+"""IMAP source: one worker per mailbox commits every new message, then moves it away (or just records its UID).
+
+The order makes it safe: the raw message is committed first, then the highest committed UID is recorded,
+then the message is moved to the processed folder. A crash in between leaves the message in the folder;
+the next run moves it without fetching again, or fetches it again and ``store_raw`` recognises it by
+(mailbox, UIDVALIDITY, UID) or by Message-ID + sha256. Every UID above the last one is fetched with
+``BODY.PEEK[]``, whether or not someone has read it already, and no ``\\Seen`` flag is ever set.
+"""
+from __future__ import annotations
+
+import random
+import select
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import suppress
+
+import structlog
+from imapclient import DELETED, IMAPClient
+from imapclient.exceptions import IMAPClientError
+
+from gateway.config.schema import GatewayConfig, Mailbox
+from gateway.delivery.targets import connect_imap
+from gateway.errors import SecretError
+from gateway.ingest.mailbox_state import UNHEALTHY_AFTER, MailboxProgress, Progress
+from gateway.storage.db import Database
+from gateway.storage.store import store_raw
+
+log = structlog.get_logger("gateway.imap")
+
+BATCH_MESSAGES = 100
+BATCH_BYTES = 16 * 1024 * 1024  # so a folder of large attachments never sits in memory at once
+IDLE_RENEW_SECONDS = 600.0  # RFC 2177 allows 29 minutes; NAT routers often drop quieter connections sooner
+EXPECTED_ERRORS = (IMAPClientError, OSError, SecretError)  # network, server and login problems: no traceback
+
+
+class ImapSourceWorker:
+    """Reads one IMAP mailbox until ``stopping`` is set; ``run()`` is the body of its thread."""
+
+    def __init__(self, db: Database, config: GatewayConfig, mailbox: Mailbox, on_stored: Callable[[], None],
+                 stopping: threading.Event, *, backoff_base: float = 1.0, backoff_cap: float = 60.0,
+                 unhealthy_after: int = UNHEALTHY_AFTER, wait_step: float = 1.0) -> None:
+        if mailbox.imap is None:
+            raise ValueError(f"mailbox {mailbox.address} has no [mailboxes.imap] section")
+        self.db = db
+        self.config = config
+        self.address = mailbox.address
+        self.source = mailbox.imap
+        self.on_stored = on_stored
+        self.stopping = stopping
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.unhealthy_after = unhealthy_after
+        self.wait_step = wait_step  # how long a wait may last before ``stopping`` is looked at again
+        self.state = MailboxProgress(db, mailbox.address)
+        self.progress = Progress(None, 0)
+        self.failures = 0
+        self.log = log.bind(mailbox=self.address, server=f"{self.source.host}:{self.source.port}",
+                            folder=self.source.folder)
+
+    def run(self) -> None:
+        """Connect, read, wait for new mail, repeat; reconnect with backoff after any failure."""
+        self.log.info("imap source started", after_fetch=self.source.after_fetch, idle=self.source.idle)
+        while not self.stopping.is_set():
+            try:
+                self._session()
+            except Exception as exc:  # noqa: BLE001 - the worker must outlive any failure and report it
+                self._failed(exc)
+        self.log.info("imap source stopped")
+
+    def _failed(self, exc: Exception) -> None:
+        self.failures += 1
+        error = f"{type(exc).__name__}: {exc}"[:500]
+        delay = min(self.backoff_cap, self.backoff_base * 2 ** (self.failures - 1)) * random.uniform(0.5, 1.0)
+        with suppress(Exception):  # the database may be what failed; the log still tells
+            self.state.failed(self.failures, error)
+        fields = {"error": error, "failures": self.failures, "retry_in": round(delay, 2)}
+        if not isinstance(exc, EXPECTED_ERRORS):
+            self.log.exception("imap source error", **fields)
+        elif self.failures >= self.unhealthy_after:
+            self.log.error("mailbox unhealthy: cannot read it", **fields)
+        else:
+            self.log.warning("imap connection failed, reconnecting", **fields)
+        self.stopping.wait(delay)
+
+    def _session(self) -> None:
+        client = connect_imap(self.source)
+        try:
+            self._open_folder(client)
+            use_idle = self.source.idle and client.has_capability("IDLE")
+            while not self.stopping.is_set():
+                while self._sync(client) or _new_mail_announced(client):
+                    if self.stopping.is_set():
+                        return
+                self._healthy()
+                self._idle(client) if use_idle else self._poll()
+        finally:
+            with suppress(Exception):
+                client.logout()
+            with suppress(Exception):
+                client.shutdown()
+
+    def _healthy(self) -> None:
+        if self.failures:
+            self.log.info("imap source healthy again", after_failures=self.failures)
+        self.failures = 0
+        self.state.succeeded()
+
+    def _open_folder(self, client: IMAPClient) -> None:
+        """Select the folder; after a UIDVALIDITY change start again from UID 0 (duplicates are recognised)."""
+        uidvalidity = int(client.select_folder(self.source.folder)[b"UIDVALIDITY"])
+        stored = self.state.load()
+        if stored.uidvalidity is not None and stored.uidvalidity != uidvalidity:
+            self.log.warning("UIDVALIDITY changed: reading the whole folder again, already stored mail is skipped",
+                             old=stored.uidvalidity, new=uidvalidity, last_uid=stored.last_uid)
+            stored = Progress(uidvalidity, 0)
+        self.progress = Progress(uidvalidity, stored.last_uid)
+        self.state.save(self.progress)
+        moving = self.source.after_fetch == "move"
+        if moving and not client.folder_exists(self.source.processed_folder):
+            client.create_folder(self.source.processed_folder)
+            self.log.info("processed folder created", processed_folder=self.source.processed_folder)
+
+    def _sync(self, client: IMAPClient) -> int:
+        """Store every message above the last UID (moving the ones stored earlier); returns how many were new."""
+        last = self.progress.last_uid
+        moving = self.source.after_fetch == "move"
+        found = client.search(["UNDELETED"] if moving else ["UID", f"{last + 1}:*"])
+        new = sorted(uid for uid in found if uid > last)
+        if moving and (left := sorted(uid for uid in found if uid <= last)):
+            self.log.info("moving mail stored before an interruption", count=len(left))
+            self._move(client, left)
+        if not new:
+            return 0
+        sizes = client.fetch(new, ["RFC822.SIZE"])
+        for batch in _batches(new, {uid: sizes.get(uid, {}).get(b"RFC822.SIZE", 0) for uid in new}):
+            if self.stopping.is_set():
+                break
+            self._store_batch(client, batch)
+        return len(new)
+
+    def _store_batch(self, client: IMAPClient, batch: list[int]) -> None:
+        fetched = client.fetch(batch, ["BODY.PEEK[]"])
+        present, stored = [], 0
+        for uid in batch:
+            raw = fetched.get(uid, {}).get(b"BODY[]")
+            if raw is None:
+                continue  # expunged by someone else since the search
+            result = store_raw(self.db, raw, mailbox=self.address, source="imap",
+                               uidvalidity=self.progress.uidvalidity, uid=uid)
+            present.append(uid)
+            stored += not result.duplicate
+            self.log.info("received", message=result.public_id, uid=uid, size=len(raw), duplicate=result.duplicate)
+        if stored:
+            self.on_stored()
+        self.progress = Progress(self.progress.uidvalidity, batch[-1])
+        self.state.save(self.progress)
+        if present and self.source.after_fetch == "move":
+            self._move(client, present)
+
+    def _move(self, client: IMAPClient, uids: list[int]) -> None:
+        """UID MOVE to the processed folder; without MOVE: COPY, flag \\Deleted, UID EXPUNGE."""
+        folder = self.source.processed_folder
+        if client.has_capability("MOVE"):
+            client.move(uids, folder)
+            return
+        client.copy(uids, folder)
+        client.add_flags(uids, [DELETED], silent=True)
+        if client.has_capability("UIDPLUS"):
+            client.uid_expunge(uids)
+        else:  # RFC 3501 only: this also removes other messages someone marked \Deleted
+            client.expunge()
+
+    def _idle(self, client: IMAPClient) -> None:
+        """Wait in IDLE until the server says anything, ``stopping`` is set, or it is time to renew IDLE."""
+        client.idle()
+        renew_at = time.monotonic() + IDLE_RENEW_SECONDS
+        while not self.stopping.is_set() and time.monotonic() < renew_at:
+            if client.idle_check(timeout=self.wait_step) or _readable(client):
+                break  # a response, or an unread end of stream that idle_done() will report
+        client.idle_done()
+
+    def _poll(self) -> None:
+        self.stopping.wait(self.source.poll_interval)
+
+
+def _batches(uids: list[int], sizes: dict[int, int]) -> Iterator[list[int]]:
+    """Consecutive runs of at most BATCH_MESSAGES UIDs and (unless a single message is larger) BATCH_BYTES."""
+    batch: list[int] = []
+    total = 0
+    for uid in uids:
+        if batch and (len(batch) >= BATCH_MESSAGES or total + sizes[uid] > BATCH_BYTES):
+            yield batch
+            batch, total = [], 0
+        batch.append(uid)
+        total += sizes[uid]
+    if batch:
+        yield batch
+
+
+def _new_mail_announced(client: IMAPClient) -> bool:
+    """Whether an EXISTS arrived with the last commands; IDLE would not announce that mail again."""
+    return bool(client._imap.untagged_responses.pop("EXISTS", None))  # imapclient keeps them, unparsed
+
+
+def _readable(client: IMAPClient) -> bool:
+    return bool(select.select([client.socket()], [], [], 0)[0])
