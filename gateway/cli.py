@@ -103,3 +103,4 @@ def db_upgrade(config: ConfigOption = DEFAULT_CONFIG, db: DbOption = None) -> No
 
 from gateway import cli_model  # noqa: E402,F401 - registers train, eval, model and label on ``app``
 from gateway import cli_routing  # noqa: E402,F401 - registers explain and report on ``app``
+from gateway import cli_status  # noqa: E402,F401 - registers status on ``app``
