@@ -122,7 +122,7 @@ def test_imap_target_append_is_idempotent_on_the_delivery_key(dovecot) -> None:
     append_to_imap(account, "Teams/Support", "abc.delivery", data)
     append_to_imap(account, "Teams/Support", "abc.delivery", data)  # a retry after a crash before marking done
     client = dovecot.client("support", "secret")
-    client.select_folder("Teams/Support")
+    client.select_folder("Teams.Support")  # Dovecot's Maildir hierarchy delimiter
     assert len(client.search("ALL")) == 1
     client.logout()
 

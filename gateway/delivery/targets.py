@@ -88,11 +88,19 @@ def connect_imap(account: ImapAccount) -> IMAPClient:
     return client
 
 
+def server_folder_name(client: IMAPClient, folder: str) -> str:
+    """``Teams/Support`` in the server's own hierarchy delimiter (Dovecot's Maildir uses ``.``)."""
+    listed = client.list_folders(directory="", pattern="")  # LIST "" "" answers with the delimiter only
+    delimiter = listed[0][1] if listed and listed[0][1] else b"/"
+    return folder.replace("/", delimiter.decode() if isinstance(delimiter, bytes) else delimiter)
+
+
 def append_to_imap(account: ImapAccount, folder: str, key: str, data: bytes) -> None:
     """APPEND into ``folder`` unless a message with our ``X-Gateway-Delivery`` key is there already."""
     try:
         client = connect_imap(account)
         try:
+            folder = server_folder_name(client, folder)
             if not client.folder_exists(folder):
                 client.create_folder(folder)
             client.select_folder(folder)
