@@ -30,7 +30,7 @@ class History(Protocol):
 
     def thread_was_answered(self, message_ids: tuple[str, ...]) -> bool: ...
 
-    def thread_origin(self, message_ids: tuple[str, ...]) -> ThreadOrigin | None: ...
+    def thread_origin(self, message_ids: tuple[str, ...], ticket: str | None) -> ThreadOrigin | None: ...
 
     def recent_duplicate(self, sender: str, fingerprint: str, since: dt.datetime) -> str | None: ...
 
@@ -44,7 +44,7 @@ class NoHistory:
     def thread_was_answered(self, message_ids: tuple[str, ...]) -> bool:
         return False
 
-    def thread_origin(self, message_ids: tuple[str, ...]) -> ThreadOrigin | None:
+    def thread_origin(self, message_ids: tuple[str, ...], ticket: str | None) -> ThreadOrigin | None:
         return None
 
     def recent_duplicate(self, sender: str, fingerprint: str, since: dt.datetime) -> str | None:
@@ -78,6 +78,19 @@ _NOT_WORDS = re.compile(r"[\W_]+")
 def request_fingerprint(text: str) -> str:
     """A hash of the request's words (case, spacing and punctuation ignored) to spot the same mail sent again."""
     return hashlib.sha256(_NOT_WORDS.sub(" ", text.casefold()).strip().encode()).hexdigest()
+
+
+_TICKET = re.compile(r"\[#([0-9a-f]{12})\]")
+
+
+def ticket_token(public_id: str) -> str:
+    """The token our replies put in the subject, so an answer finds its thread even without References."""
+    return f"[#{public_id[:12]}]"
+
+
+def ticket_in(subject: str) -> str | None:
+    found = _TICKET.search(subject or "")
+    return found.group(1) if found else None
 
 
 def thread_ids(mail: ParsedMail) -> tuple[str, ...]:
@@ -127,9 +140,10 @@ def decide(config: GatewayConfig, model: CategoryModel, raw: bytes, mailbox: Mai
     phase = phase_for(config, mailbox, sender, local_time(config.business_hours, when).date())
     if phase_override:
         phase = PhaseDecision(type(phase.phase)(phase_override), "phase given on the command line", phase.customer)
-    thread = thread_ids(mail)
+    thread, ticket = thread_ids(mail), ticket_in(mail.subject)
+    origin = history.thread_origin(thread, ticket) if thread or ticket else None
     facts = RouteFacts(phase.phase, prediction.category, prediction.confidence, prediction.abstained,
-                       mailbox.address, sender, phase.customer, when, history.thread_origin(thread) if thread else None)
+                       mailbox.address, sender, phase.customer, when, origin)
     routed = route(config, facts)
     # an unsure category asks the customer for nothing: a human decides first
     completeness = check_completeness(config, mail, text, "" if prediction.abstained else prediction.category)

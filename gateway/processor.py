@@ -18,7 +18,7 @@ from classifier.model import CategoryModel
 from gateway.config.schema import GatewayConfig
 from gateway.errors import GatewayError
 from gateway.delivery.headers import gateway_headers, line_ending
-from gateway.pipeline import Decision, decide
+from gateway.pipeline import Decision, decide, ticket_token
 from gateway.replies.reply import build_reply, render_missing_info
 from gateway.storage import models as db
 from gateway.storage.db import Database
@@ -104,6 +104,7 @@ class Processor:
                                    missing=decision.completeness.missing, reference=message.public_id)
         reply = build_reply(mail, mailbox=message.mailbox, to=recipient, body=body,
                             loop_id=self.config.auto_reply.loop_id)
+        reply.replace_header("Subject", f"{reply['Subject']} {ticket_token(message.public_id)}")
         return db.OutboxItem(message_id=message.id, key=f"{message.public_id}.reply", kind=db.OutboxKind.REPLY,
                              target="outbound", envelope_from="", envelope_to=[recipient],
                              payload=reply.as_bytes(policy=SMTP))

@@ -83,6 +83,16 @@ def test_key_user_policy_flags_other_senders(config_data) -> None:
     assert "key-user-policy" not in key.rules
 
 
+def test_a_rule_with_a_night_window_on_weekdays(config_data) -> None:
+    config_data["routing"]["rules"].insert(0, {"name": "night-billing", "role": "on_call", "when": {
+        "category": ["billing"], "days": ["mon", "tue", "wed", "thu", "fri"], "hours": "22:00-06:00"}})
+    config = parse_config(config_data)
+    assert route(config, facts(Phase.LIVE, "billing", at=WEDNESDAY_NIGHT)).rules == ("night-billing",)
+    assert route(config, facts(Phase.LIVE, "billing", at=WEDNESDAY_NOON)).role == "backoffice"
+    saturday_night = dt.datetime(2026, 11, 28, 22, 0, tzinfo=UTC)
+    assert route(config, facts(Phase.LIVE, "billing", at=saturday_night)).role == "backoffice"
+
+
 @pytest.mark.parametrize(("utc", "open_"), [
     ("2026-10-23T06:30", True),    # Friday 08:30 CEST (summer time)
     ("2026-10-23T05:30", False),   # Friday 07:30 CEST

@@ -39,6 +39,21 @@ def test_a_reply_goes_to_the_role_of_the_thread_start(config, start_gateway, tmp
     assert f"thread.{first_id}" in headers_of(second)["X-Gateway-Rules"]
 
 
+def test_our_ticket_token_in_the_subject_finds_the_thread_without_references(config, start_gateway,
+                                                                            tmp_path: Path) -> None:
+    gateway = start_gateway(config)
+    send(gateway.smtp.bound_port, mail("anna@example.org", "Rechnung 2026-311", INVOICE, "<k1@example.org>"))
+    [first] = wait_for_delivered(tmp_path / "var" / "mail", 1)
+    first_id = headers_of(first)["X-Gateway-Message-Id"]
+    answer = mail("anna@example.org", f"AW: Rechnung 2026-311 [#{first_id[:12]}]",
+                  "Wir haben übrigens eine neue Kollegin, die bitte eine Schulung für Tessaro Recruit bekommt.",
+                  "<k2@example.org>")
+    send(gateway.smtp.bound_port, answer)
+    second = wait_for_delivered(tmp_path / "var" / "mail", 2)[1]
+    assert headers_of(second)["X-Gateway-Role"] == headers_of(first)["X-Gateway-Role"]
+    assert f"thread.{first_id}" in headers_of(second)["X-Gateway-Rules"]
+
+
 def test_the_same_request_again_is_a_linked_duplicate(config, start_gateway, tmp_path: Path) -> None:
     gateway = start_gateway(config)
     send(gateway.smtp.bound_port, mail("anna@example.org", "Rechnung falsch", INVOICE, "<d1@example.org>"))

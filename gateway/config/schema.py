@@ -139,6 +139,7 @@ class Customer(Strict):
 
 HHMM = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d$")]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+TimeWindow = Annotated[str, Field(pattern=r"^([01]\d|2[0-3]):[0-5]\d-([01]\d|2[0-3]):[0-5]\d$")]
 
 
 class BusinessHours(Strict):
@@ -169,6 +170,9 @@ class RuleCondition(Strict):
     mailbox: list[str] | None = None
     sender: list[str] | None = None
     business_hours: bool | None = None
+    #: local weekdays and a time window "HH:MM-HH:MM" (in the business-hours time zone)
+    days: list[Weekday] | None = None
+    hours: TimeWindow | None = None
     min_confidence: float | None = Field(None, ge=0, le=1)
     max_confidence: float | None = Field(None, ge=0, le=1)
 

@@ -33,11 +33,20 @@ def local_time(hours: BusinessHours, at: dt.datetime) -> dt.datetime:
     return at.astimezone(ZoneInfo(hours.timezone))
 
 
+def weekday_name(local: dt.datetime) -> str:
+    return _WEEKDAYS[local.weekday()]
+
+
+def in_window(window: str, local: dt.datetime) -> bool:
+    """``"08:00-17:00"`` contains the local time (end excluded); ``"22:00-06:00"`` spans midnight."""
+    start, end = (dt.time.fromisoformat(part) for part in window.split("-"))
+    now = local.time().replace(tzinfo=None)
+    return start <= now < end if start <= end else (now >= start or now < end)
+
+
 def is_business_hours(hours: BusinessHours, at: dt.datetime) -> bool:
     """True when ``at`` falls in the weekly hours of a working day that is not a holiday."""
     local = local_time(hours, at)
-    if _WEEKDAYS[local.weekday()] not in hours.days or holiday_name(hours, local.date()):
+    if weekday_name(local) not in hours.days or holiday_name(hours, local.date()):
         return False
-    start = dt.time.fromisoformat(hours.start)
-    end = dt.time.fromisoformat(hours.end)
-    return start <= local.time().replace(tzinfo=None) < end
+    return in_window(f"{hours.start}-{hours.end}", local)

@@ -5,7 +5,7 @@ import datetime as dt
 from dataclasses import dataclass, replace
 
 from gateway.config.schema import Customer, GatewayConfig, Phase, Rule, Target
-from gateway.routing.calendar import is_business_hours
+from gateway.routing.calendar import in_window, is_business_hours, local_time, weekday_name
 
 TRIAGE = "triage"
 ABSTAIN_RULE = "abstain-below-threshold"
@@ -52,7 +52,7 @@ class Route:
     thread: ThreadOrigin | None = None  # set when the role was taken from the thread's first message
 
 
-def rule_matches(rule: Rule, facts: RouteFacts, business_hours: bool) -> bool:
+def rule_matches(rule: Rule, facts: RouteFacts, business_hours: bool, local: dt.datetime) -> bool:
     """True when every condition the rule sets holds (an unset condition always holds)."""
     when = rule.when
     customer = facts.customer.name if facts.customer else None
@@ -64,6 +64,8 @@ def rule_matches(rule: Rule, facts: RouteFacts, business_hours: bool) -> bool:
             when.mailbox is None or facts.mailbox in when.mailbox,
             when.sender is None or any(_sender_matches(facts.sender, s) for s in when.sender),
             when.business_hours is None or when.business_hours == business_hours,
+            when.days is None or weekday_name(local) in when.days,
+            when.hours is None or in_window(when.hours, local),
             when.min_confidence is None or facts.confidence >= when.min_confidence,
             when.max_confidence is None or facts.confidence < when.max_confidence,
         )
@@ -82,8 +84,9 @@ def route(config: GatewayConfig, facts: RouteFacts) -> Route:
     """
     checks = _key_user_checks(facts)
     open_now = is_business_hours(config.business_hours, facts.at)
+    local = local_time(config.business_hours, facts.at)
     for rule in config.routing.rules:
-        fired = rule_matches(rule, facts, open_now) and not (facts.abstained and rule.when.category is not None)
+        fired = rule_matches(rule, facts, open_now, local) and not (facts.abstained and rule.when.category is not None)
         checks.append(RuleCheck(rule.name, fired, f"→ {rule.role}" if fired else "conditions not met"))
         if fired:
             return _with_target(config, facts, rule.role, checks)

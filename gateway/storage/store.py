@@ -6,7 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -82,11 +82,13 @@ class DbHistory:
                  .where(OutboxItem.kind == OutboxKind.REPLY, Message.header_message_id.in_(message_ids)).limit(1))
         return self.session.scalar(query) is not None
 
-    def thread_origin(self, message_ids: tuple[str, ...]) -> ThreadOrigin | None:
-        """The oldest decided message among ``message_ids`` (the thread's start, as far as we know it)."""
-        row = self.session.execute(
-            select(Message.public_id, Decision.role, Decision.thread_of).join(Decision, Decision.message_id == Message.id)
-            .where(Message.header_message_id.in_(message_ids)).order_by(Message.id).limit(1)).first()
+    def thread_origin(self, message_ids: tuple[str, ...], ticket: str | None) -> ThreadOrigin | None:
+        """The oldest decided message the mail refers to, by Message-ID or by our ticket token in the subject."""
+        query = select(Message.public_id, Decision.role, Decision.thread_of).join(Decision, Decision.message_id == Message.id)
+        refers = Message.header_message_id.in_(message_ids) if message_ids else None
+        by_ticket = Message.public_id.startswith(ticket, autoescape=True) if ticket else None
+        condition = or_(*(c for c in (refers, by_ticket) if c is not None))
+        row = self.session.execute(query.where(condition).order_by(Message.id).limit(1)).first()
         return ThreadOrigin(row.thread_of or row.public_id, row.role) if row else None
 
     def recent_duplicate(self, sender: str, fingerprint: str, since: dt.datetime) -> str | None:

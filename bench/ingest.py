@@ -1,0 +1,227 @@
+"""Ingestion benchmark: Dovecot INBOX → gateway → delivered Maildir file, against the raw IMAP fetch ceiling.
+
+Run from the repository root as root (it starts a throwaway Dovecot like the tests do):
+
+    .venv/bin/python -m bench.ingest [--messages 5000] [--trickle 200] [--rate 20]
+
+1. APPEND ``--messages`` realistic support mails (the classifier corpus, de/en/nl, some with an HTML part or
+   a screenshot) to INBOX.
+2. Ceiling: a plain imapclient ``UID FETCH BODY.PEEK[]`` of all of them in batches of 100, no processing.
+3. Throughput: start the gateway in this process (SQLite, shipped model) and time until every message is a
+   file in a role Maildir.
+4. Latency: with the gateway idle in IDLE, APPEND ``--trickle`` more at ``--rate`` per second and time each
+   from just before its APPEND to its delivered file.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import logging
+import os
+import random
+import re
+import resource
+import statistics
+import tempfile
+import threading
+import time
+from email.message import EmailMessage
+from email.utils import format_datetime
+from pathlib import Path
+from typing import Any
+
+from imapclient import IMAPClient
+from sqlalchemy import func, select
+
+from classifier.corpus import CORPUS_DIR
+from gateway.config import parse_config
+from gateway.logs import configure_logging
+from gateway.runner import Gateway
+from gateway.storage.db import Database
+from gateway.storage.models import Message
+from tests.conftest import shipped_config_data
+from tests.servers.dovecot import DovecotServer
+
+USER, PASSWORD = "support", "bench-secret"
+ADDRESS = "support@tessaro.example"
+MESSAGE_ID = re.compile(rb"^Message-ID: (<[^>]+>)", re.IGNORECASE | re.MULTILINE)
+NAMES = ["Anna Becker", "Jan de Vries", "Sophie Martin", "Lukas Wagner", "Emma Jansen", "Noah Smith", "Mia Bakker"]
+DOMAINS = ["mueller-logistik.example", "vandijkzorg.example", "brightline.example", "example.org", "kanzlei-roth.example"]
+
+
+def corpus() -> list[dict[str, str]]:
+    return [json.loads(line) for path in sorted(CORPUS_DIR.glob("*.jsonl")) for line in path.open(encoding="utf-8")]
+
+
+def build_mail(rows: list[dict[str, str]], n: int, tag: str) -> bytes:
+    """One realistic message; every 5th has an HTML alternative, every 10th a ~30 KB PNG screenshot."""
+    rng = random.Random(n)
+    row = rows[n % len(rows)]
+    name = rng.choice(NAMES)
+    mail = EmailMessage()
+    mail["From"] = f"{name} <{name.split()[0].lower()}.{n % 50}@{rng.choice(DOMAINS)}>"
+    mail["To"] = ADDRESS
+    mail["Subject"] = row["subject"]
+    mail["Date"] = format_datetime(dt.datetime.now().astimezone())
+    mail["Message-ID"] = f"<{tag}-{n}@bench.example>"
+    mail.set_content(row["body"])
+    if n % 5 == 0:
+        mail.add_alternative("<html><body>" + "".join(f"<p>{p}</p>" for p in row["body"].split("\n\n")) + "</body></html>",
+                             subtype="html")
+    if n % 10 == 0:
+        mail.add_attachment(b"\x89PNG\r\n\x1a\n" + rng.randbytes(30_000), maintype="image", subtype="png",
+                            filename="screenshot.png")
+    return bytes(mail)
+
+
+def role_files(mail_root: Path) -> list[Path]:
+    if not mail_root.is_dir():
+        return []
+    return [Path(e.path) for d in mail_root.iterdir() if d.name != "outgoing" and (d / "new").is_dir()
+            for e in os.scandir(d / "new")]
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def append_all(server: DovecotServer, rows: list[dict[str, str]], count: int, tag: str) -> float:
+    started = time.perf_counter()
+    with IMAPClient(server.host, port=server.port, ssl=False, timeout=30) as imap:
+        imap.login(USER, PASSWORD)
+        for n in range(count):
+            imap.append("INBOX", build_mail(rows, n, tag))
+    return time.perf_counter() - started
+
+
+def ceiling(server: DovecotServer) -> tuple[int, float]:
+    """Raw UID FETCH BODY.PEEK[] of the whole INBOX, 100 at a time: the most any IMAP reader can do here."""
+    started = time.perf_counter()
+    fetched = 0
+    with IMAPClient(server.host, port=server.port, ssl=False, timeout=30) as imap:
+        imap.login(USER, PASSWORD)
+        imap.select_folder("INBOX", readonly=True)
+        uids = imap.search("ALL")
+        for i in range(0, len(uids), 100):
+            fetched += len(imap.fetch(uids[i:i + 100], ["BODY.PEEK[]"]))
+    return fetched, time.perf_counter() - started
+
+
+def drain(gateway: Gateway, mail_root: Path, count: int, timeout: float) -> tuple[float, float]:
+    """Start the gateway; seconds until every message is stored, and until every one is delivered."""
+    started = time.perf_counter()
+    gateway.start()
+    stored_at = None
+    while len(role_files(mail_root)) < count:
+        if time.perf_counter() - started > timeout:
+            raise SystemExit(f"only {len(role_files(mail_root))} of {count} delivered after {timeout} s")
+        if stored_at is None:
+            with gateway.db.session() as session:
+                if session.scalar(select(func.count()).select_from(Message)) >= count:
+                    stored_at = time.perf_counter() - started
+        time.sleep(0.05)
+    return stored_at or 0.0, time.perf_counter() - started
+
+
+def trickle(server: DovecotServer, rows: list[dict[str, str]], mail_root: Path, count: int, rate: float) -> list[float]:
+    """APPEND at ``rate``/s while a watcher notes when each message's file appears; latencies in seconds."""
+    sent: dict[bytes, float] = {}
+    seen: dict[bytes, float] = {}
+    known = {p.name for p in role_files(mail_root)}
+    done = threading.Event()
+
+    def watch() -> None:
+        while not done.is_set():
+            now = time.perf_counter()
+            for path in role_files(mail_root):
+                if path.name not in known:
+                    known.add(path.name)
+                    if found := MESSAGE_ID.search(path.read_bytes()):
+                        seen[found.group(1)] = now
+            time.sleep(0.005)
+
+    watcher = threading.Thread(target=watch, daemon=True)
+    watcher.start()
+    with IMAPClient(server.host, port=server.port, ssl=False, timeout=30) as imap:
+        imap.login(USER, PASSWORD)
+        next_at = time.perf_counter()
+        for n in range(count):
+            raw = build_mail(rows, n, "trickle")
+            time.sleep(max(0.0, next_at - time.perf_counter()))
+            sent[MESSAGE_ID.search(raw).group(1)] = time.perf_counter()
+            imap.append("INBOX", raw)
+            next_at += 1 / rate
+    deadline = time.perf_counter() + 30
+    while len(seen.keys() & sent.keys()) < count and time.perf_counter() < deadline:
+        time.sleep(0.05)
+    done.set()
+    watcher.join()
+    return [seen[key] - sent[key] for key in sent if key in seen]
+
+
+def percentile(values: list[float], pct: float) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=5000)
+    parser.add_argument("--trickle", type=int, default=200)
+    parser.add_argument("--rate", type=float, default=20.0)
+    parser.add_argument("--timeout", type=float, default=600.0)
+    args = parser.parse_args()
+    rows = corpus()
+    server, work = DovecotServer(), Path(tempfile.mkdtemp(prefix="bench-ingest-"))
+    configure_logging("INFO")  # as in production, but into a file: its cost is part of the figures
+    log_file = (work / "gateway.log").open("w")
+    logging.getLogger().handlers[0].setStream(log_file)
+    server.start()
+    try:
+        server.add_user(USER, PASSWORD)
+        append_seconds = append_all(server, rows, args.messages, "bulk")
+        fetched, fetch_seconds = ceiling(server)
+        data: dict[str, Any] = shipped_config_data(work)
+        data["smtp"]["enabled"] = False
+        os.environ["BENCH_IMAP_PASSWORD"] = PASSWORD
+        data["mailboxes"] = [{"address": ADDRESS, "source": "imap", "phase": "live", "imap": {
+            "host": server.host, "port": server.port, "tls": "none", "user": USER,
+            "password_env": "BENCH_IMAP_PASSWORD"}}]
+        config = parse_config(data)
+        rss_before = peak_rss_mb()
+        gateway = Gateway(config, Database(config.gateway.database))
+        mail_root = work / "var" / "mail"
+        try:
+            stored_seconds, drain_seconds = drain(gateway, mail_root, args.messages, args.timeout)
+            latencies = trickle(server, rows, mail_root, args.trickle, args.rate)
+        finally:
+            gateway.stop()
+        print(f"work directory (database, Maildirs, gateway.log): {work}")
+        report(args, append_seconds, fetched, fetch_seconds, stored_seconds, drain_seconds, latencies, rss_before)
+    finally:
+        server.cleanup()
+
+
+def report(args: argparse.Namespace, append_s: float, fetched: int, fetch_s: float, stored_s: float, drain_s: float,
+           latencies: list[float], rss_before: float) -> None:
+    ceiling_rate, e2e_rate = fetched / fetch_s, args.messages / drain_s
+    p50, p95, p99 = (percentile(latencies, p) for p in (50, 95, 99))
+    rss = peak_rss_mb()
+    lines = [
+        f"messages                 {args.messages} (+{args.trickle} trickled at {args.rate:g}/s; "
+        f"{len(latencies)} of those seen)",
+        f"APPEND to Dovecot        {args.messages / append_s:8.0f} msg/s",
+        f"ceiling (raw fetch)      {ceiling_rate:8.0f} msg/s",
+        f"stored in the DB         {args.messages / stored_s if stored_s else 0:8.0f} msg/s (all stored after {stored_s:.1f} s)",
+        f"end to end (delivered)   {e2e_rate:8.0f} msg/s   target >= 300   {'OK' if e2e_rate >= 300 else 'MISSED'}",
+        f"ratio end to end/ceiling {e2e_rate / ceiling_rate:8.3f}",
+        f"IDLE latency p50/p95/p99 {p50:.3f} / {p95:.3f} / {p99:.3f} s   target p95 < 1 s   "
+        f"{'OK' if p95 < 1 else 'MISSED'}",
+        f"peak RSS                 {rss:8.0f} MB (before the gateway: {rss_before:.0f} MB)   target < 300   "
+        f"{'OK' if rss < 300 else 'MISSED'}",
+    ]
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
