@@ -4,14 +4,18 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Annotated, Optional
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Annotated, Optional
 
 import typer
 
-from gateway.config import DEFAULT_CONFIG, GatewayConfig, load_config
+from gateway.config import DEFAULT_CONFIG, GatewayConfig, Phase, load_config
 from gateway.errors import ConfigError, GatewayError
 from gateway.logs import configure_logging
 from gateway.storage.db import Database
+
+if TYPE_CHECKING:
+    from gateway.pipeline import Decision
 
 app = typer.Typer(help="E-mail ingestion gateway for shared support mailboxes.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -58,19 +62,19 @@ def check_config(config: ConfigOption = DEFAULT_CONFIG) -> None:
                f"{len(settings.roles)} roles, {len(settings.routing.rules)} extra rules)")
 
 
-@app.command()
-def classify(
-    files: Annotated[list[Path], typer.Argument(help=".eml files to classify (nothing is stored or sent).")],
-    config: ConfigOption = DEFAULT_CONFIG,
-    mailbox: Annotated[Optional[str], typer.Option(help="Mailbox the mail arrived at (default: the first).")] = None,
-    phase: Annotated[Optional[str], typer.Option(help="Pretend this phase (implementation, live, closed).")] = None,
-    at: Annotated[Optional[dt.datetime], typer.Option(help="Pretend this arrival time (ISO, local to the business hours).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file.")] = False,
-) -> None:
-    """Show what the gateway would decide for each message: language, category, role, completeness, rules."""
+MailboxOption = Annotated[Optional[str], typer.Option(help="Mailbox the mail arrived at (default: the first).")]
+PhaseOption = Annotated[Optional[Phase], typer.Option(help="Pretend this phase.")]
+AtOption = Annotated[Optional[dt.datetime], typer.Option(help="Pretend this arrival time (ISO; local to the "
+                                                                "business hours unless it has an offset).")]
+
+
+def what_if(config: Path, mailbox: str | None, phase: Phase | None, at: dt.datetime | None
+            ) -> Callable[[Path], Decision]:
+    """A function deciding one .eml file as the running gateway would, with the given pretences."""
+    from zoneinfo import ZoneInfo
+
     from classifier.registry import load_model
     from gateway.pipeline import decide
-    from zoneinfo import ZoneInfo
 
     settings = load_or_exit(config, check_secrets=False)
     box = settings.mailbox(mailbox) if mailbox else settings.mailboxes[0]
@@ -79,8 +83,23 @@ def classify(
         raise typer.Exit(2)
     model = load_model(settings.classifier.models_dir)
     when = at.replace(tzinfo=at.tzinfo or ZoneInfo(settings.business_hours.timezone)) if at else None
+    return lambda path: decide(settings, model, path.read_bytes(), box, at=when,
+                               phase_override=phase.value if phase else None)
+
+
+@app.command()
+def classify(
+    files: Annotated[list[Path], typer.Argument(help=".eml files to classify (nothing is stored or sent).")],
+    config: ConfigOption = DEFAULT_CONFIG,
+    mailbox: MailboxOption = None,
+    phase: PhaseOption = None,
+    at: AtOption = None,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON object per file.")] = False,
+) -> None:
+    """Show what the gateway would decide for each message: language, category, role, completeness, rules."""
+    decide_file = what_if(config, mailbox, phase, at)
     for path in files:
-        d = decide(settings, model, path.read_bytes(), box, at=when, phase_override=phase)
+        d = decide_file(path)
         row = {"file": str(path), "language": d.language, "category": d.prediction.category,
                "confidence": round(d.prediction.confidence, 4), "abstained": d.prediction.abstained,
                "role": d.route.role, "target": d.target, "phase": d.phase.phase.value, "phase_reason": d.phase.reason,

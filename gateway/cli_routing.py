@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 import typer
 from sqlalchemy import select
 
-from gateway.cli import ConfigOption, DbOption, app, load_or_exit, open_database
+from gateway.cli import (AtOption, ConfigOption, DbOption, MailboxOption, PhaseOption, app, load_or_exit,
+                         open_database, what_if)
 from gateway.config import DEFAULT_CONFIG, describe_target
 
 
@@ -18,31 +19,18 @@ from gateway.config import DEFAULT_CONFIG, describe_target
 def explain(
     file: Annotated[Path, typer.Argument(help="An .eml file.")],
     config: ConfigOption = DEFAULT_CONFIG,
-    mailbox: Annotated[Optional[str], typer.Option(help="Mailbox the mail arrived at (default: the first).")] = None,
-    phase: Annotated[Optional[str], typer.Option(help="Pretend this phase.")] = None,
-    at: Annotated[Optional[dt.datetime], typer.Option(help="Pretend this arrival time.")] = None,
+    mailbox: MailboxOption = None,
+    phase: PhaseOption = None,
+    at: AtOption = None,
 ) -> None:
     """Print the full decision trace: language, top-3 categories, phase and why, every rule checked, role, target."""
-    from zoneinfo import ZoneInfo
-
-    from classifier.registry import load_model
-    from gateway.pipeline import decide
-
-    settings = load_or_exit(config, check_secrets=False)
-    box = settings.mailbox(mailbox) if mailbox else settings.mailboxes[0]
-    if box is None:
-        typer.echo(f"unknown mailbox {mailbox!r}", err=True)
-        raise typer.Exit(2)
-    model = load_model(settings.classifier.models_dir)
-    when = at.replace(tzinfo=at.tzinfo or ZoneInfo(settings.business_hours.timezone)) if at else None
-    d = decide(settings, model, file.read_bytes(), box, at=when, phase_override=phase)
+    d = what_if(config, mailbox, phase, at)(file)
     p = d.prediction
-    threshold = settings.classifier.abstain_threshold or model.threshold
     lines = [
-        f"message     {file}  (from {d.sender or '?'} to {box.address}, at {d.at.isoformat()})",
+        f"message     {file}  (from {d.sender or '?'} to {d.mailbox}, at {d.at.isoformat()})",
         f"language    {d.language}",
         f"category    {p.category} ({p.confidence:.2f}); top 3: " + ", ".join(f"{c} {v:.2f}" for c, v in p.top),
-        f"abstained   {'yes' if p.abstained else 'no'} (threshold {threshold:.2f}, model {model.version})",
+        f"abstained   {'yes' if p.abstained else 'no'} (threshold {d.threshold:.2f}, model {d.model_version})",
         f"phase       {d.phase.phase.value}: {d.phase.reason}",
         "rules       checked in order ([x] fired):",
         *(f"  [{'x' if c.fired else ' '}] {c.name:<34} {c.detail}" for c in d.route.checks),

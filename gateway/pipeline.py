@@ -66,6 +66,8 @@ class Decision:
     at: dt.datetime
     fingerprint: str
     duplicate_of: str | None
+    mailbox: str
+    threshold: float  # the abstain threshold in force
 
     @property
     def target(self) -> str:
@@ -152,4 +154,5 @@ def decide(config: GatewayConfig, model: CategoryModel, raw: bytes, mailbox: Mai
     duplicate_of = history.recent_duplicate(sender, fingerprint, when - window) if window and sender else None
     reply, why = plan_auto_reply(config, mail, completeness, sender, envelope_from, when, history, duplicate_of)
     return Decision(mail, language, prediction, phase, routed, completeness, reply, why, model.version, sender, when,
-                    fingerprint, duplicate_of)
+                    fingerprint, duplicate_of, mailbox.address,
+                    model.threshold if config.classifier.abstain_threshold is None else config.classifier.abstain_threshold)
