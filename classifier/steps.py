@@ -22,7 +22,8 @@ from typing import Any
 import numpy as np
 import sklearn
 import skops.io as sio
-from sklearn.feature_extraction.text import TfidfVectorizer
+from scipy.sparse.csgraph import connected_components
+from sklearn.feature_extraction.text import HashingVectorizer, TfidfTransformer, TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics.pairwise import cosine_similarity
 from sklearn.model_selection import StratifiedGroupKFold
@@ -35,8 +36,8 @@ from gateway.errors import ModelError
 STEPS_DATA_DIR = Path(__file__).parent / "data" / "steps"
 S2R_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "bug-reports-s2r" / "train.jsonl.gz"
 TEST_SHARE_PERCENT = 30
+HASH_FEATURES = 2**17
 THRESHOLDS = np.round(np.arange(0.2, 0.9, 0.025), 3)
-Rules = Mapping[str, Callable[[str], bool]]
 
 _LIST_MARKER = re.compile(r"^[ \t]*(\d{1,2}[.)]|[-*•]|[a-z][.)])[ \t]+", re.IGNORECASE | re.MULTILINE)
 _INLINE_NUMBER = re.compile(r"(?<=\s)\d{1,2}[.)](?=\s+[^\d\s])")
@@ -65,12 +66,15 @@ def prepare(text: str) -> str:
 
 
 def build_pipeline(seed: int = 0) -> Pipeline:
-    """An unfitted pipeline: word 1–2-grams and char 2–5-grams, class-balanced logistic regression."""
-    features = FeatureUnion([
-        ("words", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, max_features=30000)),
-        ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=3, sublinear_tf=True,
-                                  max_features=50000)),
-    ])
+    """An unfitted pipeline: hashed word 1–2-grams and char 2–5-grams (no vocabulary to store, so the artifact
+    stays small and loads fast), TF-IDF weighted, class-balanced logistic regression."""
+    def hashed(**options: Any) -> Pipeline:
+        return Pipeline([("hash", HashingVectorizer(n_features=HASH_FEATURES, alternate_sign=False, norm=None,
+                                                    **options)),
+                         ("tfidf", TfidfTransformer(sublinear_tf=True))])
+
+    features = FeatureUnion([("words", hashed(ngram_range=(1, 2))),
+                             ("chars", hashed(analyzer="char_wb", ngram_range=(2, 5)))])
     classifier = LogisticRegression(C=4.0, class_weight="balanced", max_iter=3000, random_state=seed)
     return Pipeline([("features", features), ("classifier", classifier)])
 
@@ -99,24 +103,16 @@ def near_duplicate_groups(ids: Sequence[str], langs: Sequence[str], texts: Seque
     similarity = cosine_similarity(TfidfVectorizer(analyzer="char_wb", ngram_range=(4, 6), sublinear_tf=True)
                                    .fit_transform(texts))
     np.fill_diagonal(similarity, -1.0)
-    parent = list(range(len(ids)))
-
-    def root(i: int) -> int:
-        while parent[i] != i:
-            i = parent[i]
-        return i
-
-    same = np.equal.outer(np.asarray(langs), np.asarray(langs))
+    same, rows = np.equal.outer(np.asarray(langs), np.asarray(langs)), np.arange(len(ids))
+    links = np.zeros(similarity.shape, dtype=bool)
     for mask, cut in ((same, same_language), (~same, translation)):
         masked = np.where(mask, similarity, -1.0)
         best = masked.argmax(axis=1)
-        for i, j in enumerate(best):
-            if best[j] == i and masked[i, j] >= cut:
-                parent[root(i)] = root(j)
-    members: dict[int, list[str]] = {}
-    for i, example_id in enumerate(ids):
-        members.setdefault(root(i), []).append(example_id)
-    return [min(members[root(i)]) for i in range(len(ids))]
+        mutual = (best[best] == rows) & (masked[rows, best] >= cut)
+        links[rows[mutual], best[mutual]] = True
+    _, component = connected_components(links, directed=False)
+    first = {c: min(i for i, k in zip(ids, component) if k == c) for c in set(component)}
+    return [first[c] for c in component]
 
 
 def split(examples: Sequence[StepsExample]) -> tuple[list[StepsExample], list[StepsExample]]:
@@ -162,10 +158,93 @@ def choose(examples: Sequence[StepsExample], fired: np.ndarray, rule_names: Sequ
     chosen: list[str] = []
     score, threshold = best(chosen)
     while candidates := [n for n in rule_names if n not in chosen]:
-        gain, name, cut = max((*best([*chosen, n]), n) for n in candidates)[0], None, 0.0
-        top = max(((best([*chosen, n]), n) for n in candidates), key=lambda row: row[0][0])
-        (gain, cut), name = top
+        (gain, cut), name = max(((best([*chosen, n]), n) for n in candidates), key=lambda row: row[0][0])
         if gain <= score + 0.005:
             break
         chosen, score, threshold = [*chosen, name], gain, cut
     return tuple(chosen), threshold, score
+
+
+def out_of_fold(examples: Sequence[StepsExample], seed: int = 0) -> np.ndarray:
+    """Probability of steps for each example from a model that never saw its group (5 grouped folds)."""
+    texts, labels = [prepare(e.text) for e in examples], np.array([e.has_steps for e in examples])
+    weights, out = language_weights(examples), np.zeros(len(examples))
+    folds = StratifiedGroupKFold(n_splits=5, shuffle=True, random_state=seed)
+    for train, rest in folds.split(texts, labels, [e.group for e in examples]):
+        model = build_pipeline(seed).fit([texts[i] for i in train], labels[train],
+                                         classifier__sample_weight=weights[train])
+        out[rest] = model.predict_proba([texts[i] for i in rest])[:, 1]
+    return out
+
+
+def train_steps(examples: Sequence[StepsExample], rules: Mapping[str, Callable[[str], bool]],
+                seed: int = 0) -> tuple[Pipeline, dict[str, Any]]:
+    """Fit on the train part, choose rules + threshold out-of-fold, score everything on the held-out part."""
+    train, test = split(examples)
+    names = sorted(rules)
+
+    def fired(part: Sequence[StepsExample]) -> np.ndarray:
+        return np.array([[rules[n](e.text) for n in names] for e in part], dtype=bool).reshape(len(part), len(names))
+
+    chosen, threshold, oof_score = choose(train, fired(train), names, out_of_fold(train, seed))
+    pipeline = build_pipeline(seed).fit([prepare(e.text) for e in train], [e.has_steps for e in train],
+                                        classifier__sample_weight=language_weights(train))
+    probability, test_fired = pipeline.predict_proba([prepare(e.text) for e in test])[:, 1], fired(test)
+    metrics = {
+        "held_out": {
+            "combined": per_language(test, combine(test_fired, names, chosen, probability, threshold)),
+            "model_only": per_language(test, probability >= threshold),
+            "all_rules_only": per_language(test, test_fired.any(axis=1)),
+            **{f"rule:{n}": per_language(test, test_fired[:, i]) for i, n in enumerate(names)},
+        },
+        "out_of_fold_mean_f1": round(oof_score, 4),
+        "counts": {part: {lang: sum(e.lang == lang for e in rows) for lang in sorted({e.lang for e in rows})}
+                   for part, rows in (("train", train), ("held_out", test))},
+    }
+    return pipeline, {"threshold": threshold, "rules": list(chosen), "seed": seed, "metrics": metrics}
+
+
+@dataclass(frozen=True)
+class StepsModel:
+    """The loaded artifact: ``has_steps`` = a chosen rule fires or the probability reaches the threshold."""
+
+    pipeline: Pipeline
+    metadata: dict[str, Any]
+
+    @property
+    def threshold(self) -> float:
+        return float(self.metadata["threshold"])
+
+    @property
+    def rules(self) -> tuple[str, ...]:
+        return tuple(self.metadata["rules"])
+
+    def probability(self, text: str) -> float:
+        return float(self.pipeline.predict_proba([prepare(text)])[0, list(self.pipeline.classes_).index(True)])
+
+
+def save_steps_model(directory: Path, pipeline: Pipeline, metadata: dict[str, Any]) -> None:
+    """Write ``model.skops`` then ``metadata.json`` (with its sha256), each atomically by rename."""
+    directory.mkdir(parents=True, exist_ok=True)
+    staging = directory / f".{ARTIFACT}.tmp"
+    sio.dump(pipeline, staging, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+    created = dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()
+    metadata = {**metadata, "created": created, "sklearn_version": sklearn.__version__, "sha256": sha256_of(staging)}
+    os.replace(staging, directory / ARTIFACT)
+    (directory / f".{METADATA}.tmp").write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", "utf-8")
+    os.replace(directory / f".{METADATA}.tmp", directory / METADATA)
+
+
+def load_steps_model(directory: Path) -> StepsModel:
+    """Load and verify (checksum, trusted types only) the artifact in ``directory``."""
+    artifact = directory / ARTIFACT
+    try:
+        metadata = json.loads((directory / METADATA).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"steps model: cannot read {directory / METADATA}: {exc}") from None
+    if not artifact.is_file() or sha256_of(artifact) != metadata.get("sha256"):
+        raise ModelError(f"steps model: {artifact} is missing or does not match its checksum")
+    strangers = sorted(set(sio.get_untrusted_types(file=artifact)) - TRUSTED_TYPES)
+    if strangers:
+        raise ModelError(f"steps model: refusing untrusted types {', '.join(strangers)}")
+    return StepsModel(sio.load(artifact, trusted=sorted(TRUSTED_TYPES)), metadata)

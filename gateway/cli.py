@@ -123,3 +123,5 @@ def db_upgrade(config: ConfigOption = DEFAULT_CONFIG, db: DbOption = None) -> No
 from gateway import cli_model  # noqa: E402,F401 - registers train, eval, model and label on ``app``
 from gateway import cli_routing  # noqa: E402,F401 - registers explain and report on ``app``
 from gateway import cli_status  # noqa: E402,F401 - registers status on ``app``
+from gateway import cli_steps  # noqa: E402,F401 - registers train-steps on ``app``
+from gateway import cli_quarantine  # noqa: E402,F401 - registers quarantine list/show/retry/release on ``app``

@@ -1,20 +1,35 @@
-"""Parse stage: raw bytes → :class:`ParsedMail`, a plain immutable view of what the later stages need."""
+"""Parse stage: raw bytes → :class:`ParsedMail`, a plain immutable view of what the later stages need.
+
+mail-parser does the work; on the real-world mail it trips over, the standard library's lenient parser
+takes over, so any bytes give a :class:`ParsedMail`. Untrusted mail is parsed in an isolated worker
+(:mod:`gateway.isolation`) after :func:`gateway.limits.check_limits`.
+"""
 from __future__ import annotations
 
-import base64
+import binascii
 import datetime as dt
+import email
 import logging
 import re
 from dataclasses import dataclass, field
-from email.utils import getaddresses, parseaddr
+from email.errors import HeaderParseError
+from email.header import decode_header, make_header
+from email.message import Message
+from email.utils import getaddresses, parseaddr, parsedate_to_datetime
 
 import mailparser
 from bs4 import BeautifulSoup
+
+from gateway.sanitise import safe_filename
 
 logging.getLogger("mailparser").setLevel(logging.ERROR)  # it warns on every odd header
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 HEAD_BYTES = 64 * 1024
+#: later stages read at most this much body text, and HTML is cut to this size before it is rendered
+MAX_TEXT_CHARS = 100_000
+MAX_HTML_CHARS = 1_000_000
+_NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 
 
 @dataclass(frozen=True)
@@ -51,26 +66,34 @@ class ParsedMail:
 
 def parse(raw: bytes) -> ParsedMail:
     """Parse raw RFC 5322 bytes (any line endings, any charset mess) into a :class:`ParsedMail`."""
-    mail = mailparser.parse_from_bytes(raw)
-    headers = _headers(mail.message.items())
-    html = "\n".join(mail.text_html)
-    text = "\n".join(mail.text_plain).strip() or html_to_text(html)
+    try:
+        mail = mailparser.parse_from_bytes(raw)
+        message, plain, html_parts, date = mail.message, mail.text_plain, mail.text_html, mail.date
+        attachments = tuple(_attachment(a) for a in mail.attachments)
+        subject = mail.subject if isinstance(mail.subject, str) else (mail.subject or [""])[0]
+    except Exception:  # noqa: BLE001 - mail-parser raises all kinds of errors on odd real-world mail
+        message = email.message_from_bytes(raw)
+        plain, html_parts, attachments = _walk(message)
+        date, subject = _header_date(message), _decoded(message.get("subject", ""))
+    headers = _headers(message.items())
+    html = "\n".join(html_parts)[:MAX_HTML_CHARS]
+    text = ("\n".join(plain).strip() or html_to_text(html))[:MAX_TEXT_CHARS]
     from_name, from_addr = parseaddr(headers.get("from", ("",))[0])
     return ParsedMail(
-        subject=" ".join((mail.subject or "").split()),
+        subject=" ".join(subject.split()),
         from_addr=from_addr.strip().lower(),
         from_name=from_name,
         to=_addresses(headers.get("to", ())),
         cc=_addresses(headers.get("cc", ())),
-        date=_aware(mail.date),
+        date=_aware(date),
         message_id=_first_id(headers.get("message-id", ("",))[0]),
         in_reply_to=_first_id(headers.get("in-reply-to", ("",))[0]),
         references=tuple(_MESSAGE_ID.findall(" ".join(headers.get("references", ())))),
         text=text,
         html_cids=tuple(sorted(set(re.findall(r"""src=["']?cid:([^"'\s>]+)""", html, re.I)))),
-        attachments=tuple(_attachment(a) for a in mail.attachments),
+        attachments=attachments,
         headers=headers,
-        content_type=mail.message.get_content_type(),
+        content_type=message.get_content_type(),
     )
 
 
@@ -107,17 +130,66 @@ def _aware(value: dt.datetime | None) -> dt.datetime | None:
     return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
+def _lenient_base64(payload: str | bytes) -> bytes:
+    """Decode base64 as mail clients do: skip stray characters, ignore a dangling last character, pad."""
+    data = _NOT_BASE64.sub(b"", payload.encode("ascii", "ignore") if isinstance(payload, str) else payload)
+    data = data[: len(data) - len(data) % 4 if len(data) % 4 == 1 else len(data)]
+    return binascii.a2b_base64(data + b"=" * (-len(data) % 4))
+
+
 def _attachment(part: dict) -> Attachment:
     payload = part.get("payload") or ""
     if part.get("binary"):
-        data = base64.b64decode(payload, validate=False)
+        data = _lenient_base64(payload)
     else:
         data = payload.encode("utf-8", "surrogateescape") if isinstance(payload, str) else bytes(payload)
     content_id = (part.get("content-id") or "").strip("<> ") or None
     return Attachment(
-        filename=str(part.get("filename") or ""),
+        filename=safe_filename(str(part.get("filename") or ""), fallback=""),
         content_type=str(part.get("mail_content_type") or "application/octet-stream").lower(),
         size=len(data),
         content_id=content_id,
         head=data[:HEAD_BYTES],
     )
+
+
+def _decoded(value: object) -> str:
+    """A header value with RFC 2047 words decoded; undecodable pieces are kept as they are."""
+    try:
+        return str(make_header(decode_header(str(value))))
+    except (LookupError, UnicodeError, ValueError, HeaderParseError):
+        return str(value)
+
+
+def _header_date(message: Message) -> dt.datetime | None:
+    try:
+        return parsedate_to_datetime(str(message.get("date", "")))
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return None
+
+
+def _part_text(part: Message) -> str:
+    data = part.get_payload(decode=True) or b""
+    try:
+        return data.decode(part.get_content_charset() or "utf-8", "replace")
+    except LookupError:  # an unknown or made-up charset name
+        return data.decode("utf-8", "replace")
+
+
+def _walk(message: Message) -> tuple[list[str], list[str], tuple[Attachment, ...]]:
+    """The standard library's view, for mail that mail-parser cannot read: (plain, html, attachments)."""
+    plain, html, attachments = [], [], []
+    for part in message.walk():
+        if part.is_multipart():
+            continue
+        filename = part.get_filename()
+        if filename or part.get_content_disposition() == "attachment" or part.get_content_maintype() != "text":
+            data = part.get_payload(decode=True) or b""
+            content_id = str(part.get("content-id", "")).strip("<> ") or None
+            attachments.append(Attachment(safe_filename(_decoded(filename or ""), fallback=""),
+                                          part.get_content_type(), len(data), content_id, data[:HEAD_BYTES]))
+        elif part.get_content_subtype() == "html":
+            html.append(_part_text(part))
+        else:
+            plain.append(_part_text(part))
+    return plain, html, tuple(attachments)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -15,6 +16,7 @@ from classifier.language import detect_language
 from classifier.model import CategoryModel, Prediction
 from classifier.textprep import customer_text
 from gateway.config.schema import GatewayConfig, Mailbox, describe_target
+from gateway.limits import check_limits
 from gateway.parsing import ParsedMail, parse
 from gateway.replies.completeness import Completeness, check_completeness
 from gateway.replies.loopguard import reasons_not_to_reply
@@ -108,6 +110,30 @@ def classify_text(model: CategoryModel, mail: ParsedMail, threshold: float | Non
     return text, detect_language(text), prediction
 
 
+@dataclass(frozen=True)
+class Analysis:
+    """What the untrusted content yields (parse and classify stages); the processor computes it isolated."""
+
+    mail: ParsedMail
+    text: str
+    language: str
+    prediction: Prediction
+
+
+def analyse(config: GatewayConfig, model: CategoryModel, raw: bytes,
+            enter: Callable[[str], None] = lambda stage: None) -> Analysis:
+    """Check the limits, parse and classify, telling ``enter`` each stage as it starts.
+
+    Raises :class:`ParseLimitExceeded` for a message over a limit.
+    """
+    enter("limits")
+    check_limits(raw, config.limits)
+    enter("parse")
+    mail = parse(raw)
+    enter("classify")
+    return Analysis(mail, *classify_text(model, mail, config.classifier.abstain_threshold))
+
+
 def plan_auto_reply(config: GatewayConfig, mail: ParsedMail, completeness: Completeness, sender: str,
                     envelope_from: str | None, at: dt.datetime, history: History,
                     duplicate_of: str | None = None) -> tuple[bool, str]:
@@ -132,13 +158,13 @@ def plan_auto_reply(config: GatewayConfig, mail: ParsedMail, completeness: Compl
 
 def decide(config: GatewayConfig, model: CategoryModel, raw: bytes, mailbox: Mailbox, *,
            envelope_from: str | None = None, at: dt.datetime | None = None, history: History | None = None,
-           phase_override: str | None = None) -> Decision:
-    """Run every stage on one message and return the full decision."""
+           phase_override: str | None = None, analysis: Analysis | None = None) -> Decision:
+    """Run every stage on one message (parse and classify only if no ``analysis`` is given); the full decision."""
     history = history or NoHistory()
-    mail = parse(raw)
+    analysis = analysis or analyse(config, model, raw)
+    mail, text, language, prediction = analysis.mail, analysis.text, analysis.language, analysis.prediction
     sender = (mail.from_addr or (envelope_from or "")).lower()
     when = at or mail.date or dt.datetime.now(dt.UTC)
-    text, language, prediction = classify_text(model, mail, config.classifier.abstain_threshold)
     phase = phase_for(config, mailbox, sender, local_time(config.business_hours, when).date())
     if phase_override:
         phase = PhaseDecision(type(phase.phase)(phase_override), "phase given on the command line", phase.customer)

@@ -2,12 +2,14 @@
 
 The decision row, every outbox row and the state change to DECIDED are one transaction, so a crash
 leaves a message either untouched (decided again after restart) or fully planned (never planned twice).
-A message that fails again and again is quarantined with its error instead of blocking the queue.
+Parsing and classification run in isolated worker processes (:mod:`gateway.isolation`), several messages
+side by side; decisions are committed in arrival order. A message over a parse limit goes to triage
+unparsed; one that fails again and again is quarantined (:mod:`gateway.quarantine`) instead of blocking the queue.
 """
 from __future__ import annotations
 
 import datetime as dt
-import traceback
+from concurrent.futures import ThreadPoolExecutor
 from email.policy import SMTP
 
 import structlog
@@ -16,9 +18,12 @@ from sqlalchemy.orm import Session
 
 from classifier.model import CategoryModel
 from gateway.config.schema import GatewayConfig
-from gateway.errors import GatewayError
+from gateway.errors import GatewayError, ParseLimitExceeded
 from gateway.delivery.headers import gateway_headers, line_ending
-from gateway.pipeline import Decision, decide, ticket_token
+from gateway.metrics import DECISIONS, observe
+from gateway.isolation import Outcome, WorkerPool
+from gateway.pipeline import Analysis, Decision, decide, ticket_token
+from gateway.quarantine import Failure, failure_from, record_failure, triage_unparsed
 from gateway.replies.reply import build_reply, render_missing_info
 from gateway.storage import models as db
 from gateway.storage.db import Database
@@ -47,38 +52,74 @@ def audit_headers(decision: Decision, public_id: str) -> dict[str, str]:
 
 
 class Processor:
-    """Decides stored messages, one at a time, oldest first."""
+    """Decides stored messages, oldest first; ``close()`` stops its worker processes."""
 
     def __init__(self, db_: Database, config: GatewayConfig, model: CategoryModel) -> None:
         self.db = db_
         self.config = config
         self.model = model
+        self.workers = WorkerPool(config.limits.workers, config.limits.worker_memory_mb)
+        self._analysing = ThreadPoolExecutor(config.limits.workers, thread_name_prefix="analyse")
 
     def run_once(self, batch: int = 100) -> int:
         """Decide up to ``batch`` waiting messages; returns how many were handled."""
         with self.db.session() as session:
             ids = session.scalars(select(db.Message.id).where(db.Message.state == db.MessageState.RECEIVED)
                                   .order_by(db.Message.id).limit(batch)).all()
-        for message_id in ids:
-            self.process(message_id)
+        for message_id, outcome in zip(ids, self._analysing.map(self.analyse, ids)):
+            if outcome is not None:  # None: no longer waiting (another instance decided it)
+                self.process(message_id, outcome)
         return len(ids)
 
-    def process(self, message_id: int) -> None:
-        try:
-            with self.db.session() as session:
-                message = session.get(db.Message, message_id, with_for_update=True)
-                if message is None or message.state != db.MessageState.RECEIVED:
-                    return  # another worker got there first
-                self._decide(session, message)
-        except Exception as exc:  # one bad message must never stop the others
-            self._failed(message_id, exc)
+    def analyse(self, message_id: int) -> Outcome | None:
+        """Limits, parse and classify a waiting message in a worker process; None if it is not waiting any more."""
+        with self.db.session() as session:
+            raw = session.scalar(select(db.Message.raw).where(db.Message.id == message_id,
+                                                              db.Message.state == db.MessageState.RECEIVED))
+        if raw is None:
+            return None
+        with observe("analyse") as result:
+            outcome = self.workers.analyse(self.config, self.model, raw)
+            result.value = {Analysis: "analysed", Failure: "failed"}.get(type(outcome), "over-limit")
+        return outcome
 
-    def _decide(self, session: Session, message: db.Message) -> None:
+    def process(self, message_id: int, outcome: Outcome | None = None) -> None:
+        """Decide one message from its analysis (made now if not given); commit decision and outbox together."""
+        with observe("decide") as result:
+            try:
+                if outcome is None:
+                    outcome = self.analyse(message_id)
+                if isinstance(outcome, Failure):
+                    result.value = record_failure(self.db, message_id, outcome, MAX_ATTEMPTS)
+                    return
+                with self.db.session() as session:
+                    # SKIP LOCKED: another instance deciding this message right now is not waited for
+                    message = session.get(db.Message, message_id, with_for_update={"skip_locked": True})
+                    if outcome is None or message is None or message.state != db.MessageState.RECEIVED:
+                        result.value = None  # another worker has it or got there first
+                        return
+                    if isinstance(outcome, ParseLimitExceeded):
+                        triage_unparsed(session, self.config, message, f"{outcome}; delivered unparsed")
+                        log.warning("over a limit, delivered unparsed to triage", message=message.public_id,
+                                    limit=outcome.limit, error=str(outcome))
+                        result.value = "unparsed"
+                        return
+                    decision = self._decide(session, message, outcome)
+                DECISIONS.labels(decision.prediction.category, decision.route.role).inc()
+                result.value = "decided"
+            except Exception as exc:  # one bad message must never stop the others
+                result.value = record_failure(self.db, message_id, failure_from(exc), MAX_ATTEMPTS)
+
+    def close(self) -> None:
+        """Stop the worker processes (new ones start if it is used again)."""
+        self.workers.close()
+
+    def _decide(self, session: Session, message: db.Message, analysis: Analysis) -> Decision:
         mailbox = self.config.mailbox(message.mailbox)
         if mailbox is None:
             raise GatewayError(f"mailbox {message.mailbox} is no longer configured")
         decision = decide(self.config, self.model, message.raw, mailbox, envelope_from=message.envelope_from,
-                          at=message.received_at, history=DbHistory(session))
+                          at=message.received_at, history=DbHistory(session), analysis=analysis)
         session.add(_decision_row(message, decision))
         shadow = self.config.gateway.mode == "shadow"
         target = "shadow" if shadow else decision.route.target_name
@@ -95,6 +136,7 @@ class Processor:
                  confidence=round(decision.prediction.confidence, 2), language=decision.language,
                  role=decision.route.role, rules=",".join(decision.route.rules), auto_reply=decision.auto_reply,
                  reply_reason=decision.auto_reply_reason, mode=self.config.gateway.mode)
+        return decision
 
     def _reply_item(self, message: db.Message, decision: Decision) -> db.OutboxItem:
         mail = decision.mail
@@ -108,20 +150,6 @@ class Processor:
         return db.OutboxItem(message_id=message.id, key=f"{message.public_id}.reply", kind=db.OutboxKind.REPLY,
                              target="outbound", envelope_from="", envelope_to=[recipient],
                              payload=reply.as_bytes(policy=SMTP))
-
-    def _failed(self, message_id: int, exc: Exception) -> None:
-        with self.db.session() as session:
-            message = session.get(db.Message, message_id)
-            if message is None:
-                return
-            message.attempts += 1
-            message.last_error = "".join(traceback.format_exception(exc))[-4000:]
-            if message.attempts >= MAX_ATTEMPTS:
-                message.state = db.MessageState.QUARANTINED
-            public_id, attempts, state = message.public_id, message.attempts, message.state
-        event = log.error if state == db.MessageState.QUARANTINED else log.warning
-        event("quarantined" if state == db.MessageState.QUARANTINED else "decision failed, will retry",
-              message=public_id, attempts=attempts, error=f"{type(exc).__name__}: {exc}")
 
 
 def _decision_row(message: db.Message, decision: Decision) -> db.Decision:

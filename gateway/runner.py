@@ -17,13 +17,15 @@ import structlog
 from classifier.model import CategoryModel
 from classifier.registry import current_version, load_model
 from gateway.config.loader import load_config
-from gateway.config.schema import GatewayConfig
+from gateway.config.schema import GatewayConfig, Mailbox
 from gateway.errors import ConfigError, ModelError
 from gateway.delivery.outbox import OutboxWorker
 from gateway.ingest.imap import ImapSourceWorker
 from gateway.ingest.smtp import IngressController, IngressHandler
+from gateway.metrics import MetricsServer
 from gateway.processor import Processor
 from gateway.storage.db import Database
+from gateway.storage.locks import MailboxLocks, MailboxOwner
 
 log = structlog.get_logger("gateway.runner")
 POLL_SECONDS = 2.0
@@ -58,10 +60,23 @@ class Gateway:
         self.model = model or load_model(config.classifier.models_dir)
         self.stopping = threading.Event()
         self.processor = Processor(db, config, self.model)
-        self.outbox = OutboxWorker(db, config)
+        self.outbox = OutboxWorker(db, config, stopping=self.stopping)
         self.loops = [Loop("processor", self._decided), Loop("outbox", self.outbox.run_once)]
         self.smtp: IngressController | None = None
+        self.metrics: MetricsServer | None = None
+        self.locks = MailboxLocks(db)
+        self.owners: list[MailboxOwner] = []
         self._threads: list[threading.Thread] = []
+
+    @property
+    def model_version(self) -> str:
+        return self.model.version
+
+    def workers_alive(self) -> dict[str, bool]:
+        return {thread.name: thread.is_alive() for thread in self._threads}
+
+    def mailboxes_owned(self) -> dict[str, bool]:
+        return {owner.lock.mailbox: owner.owns for owner in self.owners}
 
     def _stored(self) -> None:
         self.loops[0].wake.set()
@@ -74,20 +89,25 @@ class Gateway:
 
     def start(self) -> None:
         self.db.upgrade()
+        if self.config.metrics.enabled:  # first: a port in use stops the start before any mail is taken
+            self.metrics = MetricsServer(self.config.metrics, self)
+            self.metrics.start()
         for loop in self.loops:
             thread = threading.Thread(target=loop.run, args=(self.stopping,), name=loop.name, daemon=True)
             thread.start()
             self._threads.append(thread)
         for mailbox in (m for m in self.config.mailboxes if m.source == "imap"):
-            worker = ImapSourceWorker(self.db, self.config, mailbox, self._stored, self.stopping)
-            thread = threading.Thread(target=worker.run, name=f"imap:{mailbox.address}", daemon=True)
+            owner = MailboxOwner(self.locks.lock(mailbox.address), self._reader(mailbox), self.stopping)
+            thread = threading.Thread(target=owner.run, name=f"imap:{mailbox.address}", daemon=True)
             thread.start()
+            self.owners.append(owner)
             self._threads.append(thread)
         if self.config.smtp.enabled:
             self.smtp = IngressController(IngressHandler(self.db, self.config, self._stored), self.config.smtp)
             self.smtp.start()
         log.info("gateway started", model=self.model.version, mode=self.config.gateway.mode,
                  smtp=f"{self.config.smtp.host}:{self.smtp.bound_port}" if self.smtp else "off",
+                 metrics=f"{self.config.metrics.host}:{self.metrics.bound_port}" if self.metrics else "off",
                  mailboxes=",".join(m.address for m in self.config.mailboxes), database=self.db.engine.url.render_as_string())
 
     def stop(self) -> None:
@@ -101,7 +121,17 @@ class Gateway:
         for thread in self._threads:
             thread.join(timeout=30)
         self._threads.clear()
+        self.processor.close()
+        self.owners.clear()
+        self.locks.dispose()
+        if self.metrics is not None:
+            self.metrics.stop()
+            self.metrics = None
         log.info("gateway stopped")
+
+    def _reader(self, mailbox: Mailbox) -> Callable[[threading.Event], None]:
+        """The body of a mailbox's reader thread while this instance owns the mailbox."""
+        return lambda give_up: ImapSourceWorker(self.db, self.config, mailbox, self._stored, give_up).run()
 
     def reload(self, path: Path) -> bool:
         """Swap in a new configuration (and a newly promoted model); a bad one is refused and the old one kept.

@@ -31,6 +31,7 @@ def shipped_config_data(tmp: Path) -> dict[str, Any]:
     data = tomllib.loads(SHIPPED_CONFIG.read_text(encoding="utf-8"))
     data["gateway"]["database"] = f"sqlite:///{tmp / 'gateway.db'}"
     data["smtp"]["port"] = free_port()
+    data.setdefault("metrics", {})["port"] = 0  # any free port: tests run side by side
     for target in [*data["roles"].values(), *(o for c in data["customers"] for o in c.get("overrides", {}).values())]:
         if "maildir" in target:
             target["maildir"] = str(tmp / target["maildir"])
@@ -82,3 +83,4 @@ def start_gateway(shipped_model: CategoryModel) -> Iterator[Callable[[GatewayCon
 
 from tests.servers.fixtures import dovecot  # noqa: E402,F401 - the real Dovecot fixture for IMAP tests
 from tests.servers.smtp_sink import smtp_sink  # noqa: E402,F401 - a real SMTP relay that records mail
+from tests.servers.postgres import postgres_server, postgres_url  # noqa: E402,F401 - a real PostgreSQL

@@ -238,3 +238,127 @@ def test_kick_and_server_restart_mid_fetch_lose_and_duplicate_nothing(dovecot, c
     assert len(uids(dovecot, "Processed")) == 320
     assert any(e["event"] == "imap connection failed, reconnecting" for e in logs)
     assert mailbox_state(config).consecutive_failures == 0
+
+
+def test_wrong_password_makes_the_mailbox_unhealthy_in_gateway_status(dovecot_with, config_data, monkeypatch,
+                                                                       start_gateway, tmp_path) -> None:
+    server = dovecot_with("auth_failure_delay = 0\n")  # Dovecot waits 2 s after a failed login by default
+    data = add_imap_mailbox(config_data, server, monkeypatch, password="not-the-password")
+    config = parse_config(data)
+    with capture_logs() as logs:
+        start_gateway(config)
+        wait_until(lambda: (state := mailbox_state(config)) and state.consecutive_failures >= 3, 15, "3 failures")
+    path = tmp_path / "gateway.toml"
+    path.write_text(tomli_w.dumps(data))
+    done = subprocess.run([str(Path(sys.executable).parent / "gateway"), "status", "--json", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stderr
+    status = {box["address"]: box for box in json.loads(done.stdout)["mailboxes"]}
+    assert status[ADDRESS]["healthy"] is False and status[ADDRESS]["source"] == "imap"
+    assert status[ADDRESS]["consecutive_failures"] >= 3 and "AUTHENTICATIONFAILED" in status[ADDRESS]["last_error"]
+    assert status[ADDRESS]["last_success"] is None
+    assert status["support@tessaro.example"]["healthy"] is True
+    assert any(e["log_level"] == "error" and e["event"].startswith("mailbox unhealthy") for e in logs)
+    assert "not-the-password" not in repr(logs) + done.stdout + done.stderr
+
+
+def test_server_without_move_and_idle_gets_copy_expunge_and_polling(dovecot_with, config_data, monkeypatch,
+                                                                     start_gateway, tmp_path) -> None:
+    server = dovecot_with("protocol imap {\n  imap_capability = IMAP4rev1 LITERAL+ UIDPLUS\n}\n")
+    with server.client(DOVECOT_USER, DOVECOT_PASSWORD) as imap:
+        assert not {b"MOVE", b"IDLE"} & set(imap.capabilities())
+    config = parse_config(add_imap_mailbox(config_data, server, monkeypatch, poll_interval=0.2))
+    server.append(DOVECOT_USER, "INBOX", mail(0))
+    start_gateway(config)
+    wait_delivered(tmp_path, 1)
+    server.append(DOVECOT_USER, "INBOX", mail(1))
+    files = wait_delivered(tmp_path, 2, timeout=5)
+    wait_until(lambda: uids(server, "INBOX") == [], 5, "INBOX emptied by UID EXPUNGE")
+    assert len(uids(server, "Processed")) == 2 and len(original_ids(files)) == 2
+
+
+def test_three_mailboxes_are_read_at_once(dovecot, config_data, monkeypatch, start_gateway, tmp_path) -> None:
+    users = {"support": "helpdesk@tessaro.example", "sales": "sales@tessaro.example", "billing": "billing@tessaro.example"}
+    for user, address in users.items():
+        if user != DOVECOT_USER:
+            dovecot.add_user(user, f"{user}-pw")
+        add_imap_mailbox(config_data, dovecot, monkeypatch, address=address, user=user,
+                         password=DOVECOT_PASSWORD if user == DOVECOT_USER else f"{user}-pw")
+        for n in range(5):
+            dovecot.append(user, "INBOX", mail(n, sender=f"{user}-customer{n}@example.org").replace(
+                b"<imap-", f"<{user}-".encode()))
+    config = parse_config(config_data)
+    gateway = start_gateway(config)
+    files = wait_delivered(tmp_path, 15)
+    assert len(original_ids(files)) == 15
+    with gateway.db.session() as session:
+        from gateway.storage.models import Message
+        per_box = Counter(session.scalars(select(Message.mailbox)).all())
+    assert per_box == {address: 5 for address in users.values()}
+    for user in users:
+        password = DOVECOT_PASSWORD if user == DOVECOT_USER else f"{user}-pw"
+        wait_until(lambda: len(uids(dovecot, "Processed", user, password)) == 5, 5, f"{user}'s mail moved")
+
+
+def incident(n: int) -> bytes:
+    """An incident without steps or screenshot: the gateway asks its sender (a new one each time) for them."""
+    return (f"From: reporter{n}@example.org\r\nTo: {ADDRESS}\r\nSubject: Error when saving a vacancy ({n})\r\n"
+            f"Message-ID: <imap-{n}@example.org>\r\nDate: Wed, 25 Nov 2026 10:00:00 +0100\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\n\r\nSince this morning saving a vacancy fails with an "
+            f"error message. Please help.\r\n").encode()
+
+
+def start_process(config_path: Path, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("ab") as out:
+        return subprocess.Popen([str(Path(sys.executable).parent / "gateway"), "run", "--config", str(config_path)],
+                                cwd=config_path.parent, stdout=out, stderr=subprocess.STDOUT)
+
+
+def test_2000_messages_survive_repeated_kill_9_each_delivered_exactly_once(dovecot, config_data, monkeypatch,
+                                                                           tmp_path) -> None:
+    total, kills = 2000, 6
+    data = add_imap_mailbox(config_data, dovecot, monkeypatch)
+    data["outbound"]["claim_lease_seconds"] = 2  # deliveries claimed by a killed process come back quickly
+    config_path, log = tmp_path / "gateway.toml", tmp_path / "gateway.log"
+    config_path.write_text(tomli_w.dumps(data))
+
+    def append_all() -> None:
+        with dovecot.client(DOVECOT_USER, DOVECOT_PASSWORD) as imap:
+            for n in range(total):
+                imap.append("INBOX", incident(n) if n % 10 == 0 else mail(n))
+
+    appender = threading.Thread(target=append_all)
+    appender.start()
+    rng = random.Random(20261125)
+    for kill in range(kills):  # at random moments: while starting, fetching, moving, deciding or delivering
+        started = log.read_text().count("gateway started") if log.exists() else 0
+        process = start_process(config_path, log)
+        if kill % 4 == 0:
+            time.sleep(rng.uniform(0.5, 2.0))
+        else:
+            wait_until(lambda: log.read_text().count("gateway started") > started, 60, "gateway started")
+            time.sleep(rng.uniform(0.1, 2.5))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    appender.join()
+    process = start_process(config_path, log)
+    try:
+        files = wait_delivered(tmp_path, total, timeout=120)
+        wait_until(lambda: uids(dovecot, "INBOX") == [], 10, "INBOX emptied")
+        time.sleep(1)  # a late duplicate would show up by now
+    finally:
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0, log.read_text()[-3000:]
+
+    files = role_files(tmp_path)
+    per_original = original_ids(files)
+    assert len(files) == total == len(per_original) and set(per_original.values()) == {1}
+    ours = Counter(email.message_from_bytes(f.read_bytes())["X-Gateway-Message-Id"] for f in files)
+    assert len(ours) == total and None not in ours
+    assert len(uids(dovecot, "Processed")) == total
+    replies = [email.message_from_bytes(p.read_bytes())["In-Reply-To"]
+               for p in (tmp_path / "var" / "mail" / "outgoing" / "new").glob("*")]
+    assert max(Counter(replies).values(), default=0) == 1  # at most one auto-reply per message
+    assert len(replies) >= total // 10 * 0.9  # and the incidents did get theirs
+    text = log.read_text()
+    assert text.count("gateway started") >= 1 and "Traceback" not in text

@@ -208,6 +208,8 @@ class SmtpIngress(Strict):
     timeout: float = Field(60.0, gt=0)
     tls_cert: Path | None = None
     tls_key: Path | None = None
+    #: SO_REUSEPORT: several instances on one host share the port and the kernel spreads connections
+    reuse_port: bool = False
 
 
 class Relay(Secret):
@@ -225,6 +227,8 @@ class Outbound(Strict):
     maildir: Path | None = Path("var/mail/outgoing")
     max_attempts: int = Field(8, gt=0)
     retry_base_seconds: float = Field(30.0, gt=0)
+    #: how long a claimed item is reserved for its sender; a crashed instance's items come back after it
+    claim_lease_seconds: float = Field(300.0, gt=0)
 
 
 class AutoReply(Strict):
@@ -242,6 +246,30 @@ class Completeness(Strict):
 class Classifier(Strict):
     models_dir: Path = Path("models")
     abstain_threshold: float | None = Field(None, ge=0, le=1)
+
+
+class MetricsEndpoint(Strict):
+    """``/metrics`` and ``/healthz``; loopback only unless the host says otherwise (``port = 0``: any free port)."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(9525, ge=0, le=65535)
+
+
+class Limits(Strict):
+    """Bounds on untrusted mail (``gateway/limits.py``); a message over one is delivered to triage unparsed."""
+
+    max_message_bytes: int = Field(25 * 1024 * 1024, gt=0)
+    max_header_bytes: int = Field(256 * 1024, gt=0)
+    max_line_bytes: int = Field(1024 * 1024, gt=0)
+    max_mime_depth: int = Field(32, ge=1, le=100)
+    max_parts: int = Field(1000, ge=1, le=10_000)
+    max_attachment_bytes: int = Field(20 * 1024 * 1024, gt=0)
+    #: wall-clock seconds for parse + classify + completeness of one message (CPU seconds are capped alike)
+    parse_timeout: float = Field(20.0, gt=0)
+    #: isolated worker processes that parse and classify; each may grow this much above its start size
+    workers: int = Field(2, ge=1, le=64)
+    worker_memory_mb: int = Field(1024, ge=64)
 
 
 class General(Strict):
@@ -270,6 +298,8 @@ class GatewayConfig(Strict):
     auto_reply: AutoReply = AutoReply()
     outbound: Outbound = Outbound()
     classifier: Classifier = Classifier()
+    limits: Limits = Limits()
+    metrics: MetricsEndpoint = MetricsEndpoint()
 
     @model_validator(mode="after")
     def _roles_are_known(self) -> GatewayConfig:

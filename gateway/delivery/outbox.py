@@ -2,11 +2,13 @@
 
 Sending happens outside any database transaction, so a slow relay never holds a lock that ingestion needs.
 A crash after sending but before marking repeats the send; Maildir and IMAP targets ignore the repeat.
+On shutdown, claimed items not yet sent are handed back at once instead of waiting out their lease.
 """
 from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
 from dataclasses import dataclass
 
 import structlog
@@ -15,11 +17,11 @@ from sqlalchemy import select, update
 from gateway.config.schema import GatewayConfig, ImapTarget, MaildirTarget, SmtpTarget, Target
 from gateway.delivery.targets import append_to_imap, deliver_to_maildir, send_via_relay
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
+from gateway.metrics import observe
 from gateway.storage.db import Database
 from gateway.storage.models import Message, MessageState, OutboxItem, OutboxState, utcnow
 
 log = structlog.get_logger("gateway.outbox")
-LEASE = dt.timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -52,15 +54,20 @@ def resolve_target(config: GatewayConfig, name: str) -> Target:
 class OutboxWorker:
     """Delivers due outbox items; one instance per process, safe with several processes."""
 
-    def __init__(self, db: Database, config: GatewayConfig, batch: int = 50) -> None:
+    def __init__(self, db: Database, config: GatewayConfig, batch: int = 50,
+                 stopping: threading.Event | None = None) -> None:
         self.db = db
         self.config = config
         self.batch = batch
+        self.stopping = stopping or threading.Event()
 
     def run_once(self) -> int:
         """Send every item due now (one batch); returns how many were attempted."""
         claimed = self._claim()
-        for item in claimed:
+        for done, item in enumerate(claimed):
+            if self.stopping.is_set():
+                self._hand_back(claimed[done:])
+                return done
             self._send(item)
         return len(claimed)
 
@@ -72,22 +79,32 @@ class OutboxWorker:
                 .order_by(OutboxItem.next_attempt_at).limit(self.batch).with_for_update(skip_locked=True)
             ).all()
             out = []
+            lease = dt.timedelta(seconds=self.config.outbound.claim_lease_seconds)
             for row in rows:
-                row.next_attempt_at = now + LEASE  # a crashed holder's items come back after the lease
+                row.next_attempt_at = now + lease  # a crashed holder's items come back after the lease
                 data = row.payload if row.kind == "reply" else row.payload + row.message.raw
                 out.append(Claimed(row.id, row.key, row.kind, row.target, row.envelope_from, list(row.envelope_to),
                                    data, row.attempts))
             return out
 
+    def _hand_back(self, items: list[Claimed]) -> None:
+        with self.db.session() as session:
+            session.execute(update(OutboxItem).where(OutboxItem.id.in_([i.id for i in items]))
+                            .values(next_attempt_at=utcnow()))
+        log.info("shutting down: unsent items handed back", count=len(items))
+
     def _send(self, item: Claimed) -> None:
-        try:
-            self._transmit(item)
-        except TransientDeliveryError as exc:
-            self._failed(item, str(exc), permanent=item.attempts + 1 >= self.config.outbound.max_attempts)
-        except PermanentDeliveryError as exc:
-            self._failed(item, str(exc), permanent=True)
-        else:
-            self._done(item)
+        with observe(item.kind) as outcome:
+            try:
+                self._transmit(item)
+            except PermanentDeliveryError as exc:
+                outcome.value = self._failed(item, str(exc), permanent=True)
+            except Exception as exc:  # noqa: BLE001 - transient by default: a full disk, a lost mount, a bug
+                error = str(exc) if isinstance(exc, TransientDeliveryError) else f"{type(exc).__name__}: {exc}"
+                outcome.value = self._failed(item, error, permanent=item.attempts + 1 >= self.config.outbound.max_attempts)
+            else:
+                self._done(item)
+                outcome.value = "sent"
 
     def _transmit(self, item: Claimed) -> None:
         target = resolve_target(self.config, item.target)
@@ -114,7 +131,7 @@ class OutboxWorker:
                                 .values(state=MessageState.DELIVERED, updated_at=utcnow()))
         log.info("delivered", outbox=item.id, kind=item.kind, target=item.target, attempts=item.attempts + 1)
 
-    def _failed(self, item: Claimed, error: str, *, permanent: bool) -> None:
+    def _failed(self, item: Claimed, error: str, *, permanent: bool) -> str:
         attempts = item.attempts + 1
         delay = self.config.outbound.retry_base_seconds * 2 ** min(attempts - 1, 10) * random.uniform(0.8, 1.2)
         with self.db.session() as session:
@@ -125,3 +142,4 @@ class OutboxWorker:
         event = log.error if permanent else log.warning
         event("dead letter" if permanent else "delivery retry", outbox=item.id, target=item.target,
               attempts=attempts, error=error)
+        return "dead" if permanent else "retry"

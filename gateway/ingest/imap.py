@@ -30,7 +30,9 @@ log = structlog.get_logger("gateway.imap")
 
 BATCH_MESSAGES = 100
 BATCH_BYTES = 16 * 1024 * 1024  # so a folder of large attachments never sits in memory at once
+COMMAND_UIDS = 500  # UIDs per command: keeps command lines far below servers' limits (Dovecot: 64 KB)
 IDLE_RENEW_SECONDS = 600.0  # RFC 2177 allows 29 minutes; NAT routers often drop quieter connections sooner
+SUCCESS_EVERY_SECONDS = 60.0  # while no mail comes, "last success" is written at most this often
 EXPECTED_ERRORS = (IMAPClientError, OSError, SecretError)  # network, server and login problems: no traceback
 
 
@@ -55,12 +57,14 @@ class ImapSourceWorker:
         self.state = MailboxProgress(db, mailbox.address)
         self.progress = Progress(None, 0)
         self.failures = 0
-        self.log = log.bind(mailbox=self.address, server=f"{self.source.host}:{self.source.port}",
-                            folder=self.source.folder)
+        self.success_noted = float("-inf")  # monotonic time "last success" was last written
+        self.log = log.bind(mailbox=self.address)
 
     def run(self) -> None:
         """Connect, read, wait for new mail, repeat; reconnect with backoff after any failure."""
-        self.log.info("imap source started", after_fetch=self.source.after_fetch, idle=self.source.idle)
+        self.log.info("imap source started", server=f"{self.source.host}:{self.source.port}", tls=self.source.tls,
+                      user=self.source.user, folder=self.source.folder, after_fetch=self.source.after_fetch,
+                      idle=self.source.idle)
         while not self.stopping.is_set():
             try:
                 self._session()
@@ -92,7 +96,8 @@ class ImapSourceWorker:
                 while self._sync(client) or _new_mail_announced(client):
                     if self.stopping.is_set():
                         return
-                self._healthy()
+                if self.failures or time.monotonic() - self.success_noted > SUCCESS_EVERY_SECONDS:
+                    self._succeeded()
                 self._idle(client) if use_idle else self._poll()
         finally:
             with suppress(Exception):
@@ -100,22 +105,24 @@ class ImapSourceWorker:
             with suppress(Exception):
                 client.shutdown()
 
-    def _healthy(self) -> None:
+    def _succeeded(self) -> None:
+        """Record progress and health in one write; after failures, say that the mailbox is read again."""
         if self.failures:
             self.log.info("imap source healthy again", after_failures=self.failures)
-        self.failures = 0
-        self.state.succeeded()
+        self.state.succeeded(self.progress)
+        self.failures, self.success_noted = 0, time.monotonic()
 
     def _open_folder(self, client: IMAPClient) -> None:
         """Select the folder; after a UIDVALIDITY change start again from UID 0 (duplicates are recognised)."""
         uidvalidity = int(client.select_folder(self.source.folder)[b"UIDVALIDITY"])
         stored = self.state.load()
-        if stored.uidvalidity is not None and stored.uidvalidity != uidvalidity:
-            self.log.warning("UIDVALIDITY changed: reading the whole folder again, already stored mail is skipped",
-                             old=stored.uidvalidity, new=uidvalidity, last_uid=stored.last_uid)
-            stored = Progress(uidvalidity, 0)
         self.progress = Progress(uidvalidity, stored.last_uid)
-        self.state.save(self.progress)
+        if stored.uidvalidity != uidvalidity:
+            if stored.uidvalidity is not None:
+                self.log.warning("UIDVALIDITY changed: reading the whole folder again, already stored mail is skipped",
+                                 old=stored.uidvalidity, new=uidvalidity, last_uid=stored.last_uid)
+                self.progress = Progress(uidvalidity, 0)
+            self.state.save(self.progress)
         moving = self.source.after_fetch == "move"
         if moving and not client.folder_exists(self.source.processed_folder):
             client.create_folder(self.source.processed_folder)
@@ -129,14 +136,14 @@ class ImapSourceWorker:
         new = sorted(uid for uid in found if uid > last)
         if moving and (left := sorted(uid for uid in found if uid <= last)):
             self.log.info("moving mail stored before an interruption", count=len(left))
-            self._move(client, left)
-        if not new:
-            return 0
-        sizes = client.fetch(new, ["RFC822.SIZE"])
-        for batch in _batches(new, {uid: sizes.get(uid, {}).get(b"RFC822.SIZE", 0) for uid in new}):
-            if self.stopping.is_set():
-                break
-            self._store_batch(client, batch)
+            for chunk in _chunks(left, COMMAND_UIDS):
+                self._move(client, chunk)
+        for chunk in _chunks(new, COMMAND_UIDS):
+            sizes = client.fetch(chunk, ["RFC822.SIZE"])
+            for batch in _batches(chunk, {uid: sizes.get(uid, {}).get(b"RFC822.SIZE", 0) for uid in chunk}):
+                if self.stopping.is_set():
+                    return len(new)
+                self._store_batch(client, batch)
         return len(new)
 
     def _store_batch(self, client: IMAPClient, batch: list[int]) -> None:
@@ -154,7 +161,7 @@ class ImapSourceWorker:
         if stored:
             self.on_stored()
         self.progress = Progress(self.progress.uidvalidity, batch[-1])
-        self.state.save(self.progress)
+        self._succeeded()
         if present and self.source.after_fetch == "move":
             self._move(client, present)
 
@@ -182,6 +189,11 @@ class ImapSourceWorker:
 
     def _poll(self) -> None:
         self.stopping.wait(self.source.poll_interval)
+
+
+def _chunks(uids: list[int], size: int) -> Iterator[list[int]]:
+    for i in range(0, len(uids), size):
+        yield uids[i:i + size]
 
 
 def _batches(uids: list[int], sizes: dict[int, int]) -> Iterator[list[int]]:

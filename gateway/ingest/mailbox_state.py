@@ -43,10 +43,11 @@ class MailboxProgress:
             row = self._row(session)
             row.uidvalidity, row.last_uid = progress.uidvalidity, progress.last_uid
 
-    def succeeded(self) -> None:
-        """The folder was read completely: healthy again."""
+    def succeeded(self, progress: Progress) -> None:
+        """Record progress after a successful read: the mailbox is healthy (again)."""
         with self.db.session() as session:
             row = self._row(session)
+            row.uidvalidity, row.last_uid = progress.uidvalidity, progress.last_uid
             row.last_success_at, row.consecutive_failures, row.last_error = utcnow(), 0, None
 
     def failed(self, failures: int, error: str) -> None:

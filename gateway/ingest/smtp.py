@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
@@ -78,6 +78,11 @@ class IngressController(Controller):
         super().__init__(handler, hostname=settings.host, port=settings.port, ready_timeout=10,
                          data_size_limit=settings.max_message_size, timeout=settings.timeout,
                          tls_context=_tls_context(settings), require_starttls=False, server_hostname="gateway")
+
+    def _create_server(self) -> Awaitable[asyncio.AbstractServer]:
+        """aiosmtpd's listener, with SO_REUSEPORT when several instances on this host share the port."""
+        return self.loop.create_server(self._factory_invoker, host=self.hostname, port=self.port,
+                                       ssl=self.ssl_context, reuse_port=self.settings.reuse_port or None)
 
     @property
     def bound_port(self) -> int:

@@ -1,19 +1,33 @@
-"""Completeness stage: does a problem report carry reproduction steps and a screenshot?"""
+"""Completeness stage: does a problem report carry reproduction steps and a screenshot?
+
+``has_steps`` is the rules chosen at training time OR the steps model (``models/steps/``, see
+:mod:`classifier.steps`). ``has_screenshot`` looks at the images' own header bytes, their size and whether
+the same image came in earlier mails of the sender (then it is a signature logo, not a screenshot).
+A reply in a thread is judged together with what the thread's earlier mails already provided.
+"""
 from __future__ import annotations
 
+import hashlib
 import io
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from classifier.steps import StepsModel, load_steps_model
 from gateway.config.schema import GatewayConfig
 from gateway.parsing import Attachment, ParsedMail
 
-#: an image smaller than this (either side, in pixels) is a logo, icon or tracking pixel
-MIN_SCREENSHOT_SIDE = 200
-MIN_SCREENSHOT_BYTES = 8 * 1024
-SCREENSHOT_FORMATS = {"PNG", "JPEG", "GIF", "WEBP", "BMP"}
+STEPS_MODEL_DIR = "steps"  # below [classifier].models_dir
+#: screenshot rules: a real PNG/JPEG/GIF/WebP/BMP, at least 300 × 150 px (either orientation), not a strip
+#: thinner than 1:4, at least 3 KiB, and not an image the sender sent before (a signature logo)
+MIN_LONG_SIDE, MIN_SHORT_SIDE, MAX_ASPECT = 300, 150, 4.0
+MIN_SCREENSHOT_BYTES = 3 * 1024
+SCREENSHOT_FORMATS = frozenset({"PNG", "JPEG", "GIF", "WEBP", "BMP"})
+_MAYBE_IMAGE_TYPES = ("application/octet-stream", "application/x-octet-stream")
 
 _STEP_LINE = re.compile(r"^\s*(\d{1,2}[.)]|[-*•]|step\s*\d+|schritt\s*\d+|stap\s*\d+)\s+\S", re.IGNORECASE | re.MULTILINE)
 _SEQUENCE = re.compile(
@@ -21,27 +35,64 @@ _SEQUENCE = re.compile(
     re.IGNORECASE,
 )
 _STEPS_HEADING = re.compile(
-    r"\b(steps to reproduce|reproduction steps|schritte zum reproduzieren|schritte|stappen om te reproduceren|stappen)\b",
+    r"\b(steps to reproduce|reproduction steps|how to reproduce|schritte zum (reproduzieren|nachstellen)|"
+    r"schritte|stappen om (te reproduceren|na te bootsen)|stappen)\b",
     re.IGNORECASE,
 )
 _CLICK_PATH = re.compile(r"\w+\s*(>|→|->)\s*\w+\s*(>|→|->)\s*\w+")
+
+
+def _step_list(text: str) -> bool:
+    return len(_STEP_LINE.findall(text)) >= 2
+
+
+def _click_path(text: str) -> bool:
+    return _CLICK_PATH.search(text) is not None
+
+
+def _steps_heading(text: str) -> bool:
+    return _STEPS_HEADING.search(text) is not None and _STEP_LINE.search(text) is not None
+
+
+def _sequence_words(text: str) -> bool:
+    return len({m.lower() for m in _SEQUENCE.findall(text)}) >= 2
+
+
+#: candidate rules; training measures each and keeps those that improve precision/recall (metadata "rules")
+STEP_RULES: dict[str, Callable[[str], bool]] = {
+    "step-list": _step_list, "click-path": _click_path, "steps-heading": _steps_heading,
+    "sequence-words": _sequence_words,
+}
+
+
+@dataclass(frozen=True)
+class ThreadState:
+    """What the earlier mails of a thread provided, and whether we already answered in it."""
+
+    category: str  # the thread's first category ("" when it was unsure)
+    has_steps: bool
+    has_screenshot: bool
+    answered: bool
 
 
 @dataclass(frozen=True)
 class Completeness:
     complete: bool | None  # None: this category needs nothing, so it was not checked
     missing: tuple[str, ...]
-    has_steps: bool
+    has_steps: bool  # found in this mail itself
     has_screenshot: bool
+    image_digests: tuple[str, ...] = ()  # screenshot-sized images of this mail, to spot recurring logos later
 
 
-def has_steps(text: str) -> bool:
-    """Rules for reproduction steps: a list of two or more steps, a heading, a click path, or a sequence."""
-    if len(_STEP_LINE.findall(text)) >= 2 or _CLICK_PATH.search(text):
-        return True
-    if _STEPS_HEADING.search(text) and len(_STEP_LINE.findall(text)) >= 1:
-        return True
-    return len({m.lower() for m in _SEQUENCE.findall(text)}) >= 2
+@lru_cache(maxsize=4)
+def steps_model(models_dir: Path) -> StepsModel:
+    """The shipped steps model, loaded once per models directory."""
+    return load_steps_model(models_dir / STEPS_MODEL_DIR)
+
+
+def has_steps(text: str, model: StepsModel) -> bool:
+    """The chosen rules, or the model's probability at or above its threshold."""
+    return any(STEP_RULES[name](text) for name in model.rules) or model.probability(text) >= model.threshold
 
 
 def image_size(head: bytes) -> tuple[str, int, int] | None:
@@ -53,27 +104,46 @@ def image_size(head: bytes) -> tuple[str, int, int] | None:
         return None
 
 
-def is_screenshot(attachment: Attachment) -> bool:
-    """A real image, big enough to show a screen (not a signature logo or tracking pixel)."""
-    if attachment.size < MIN_SCREENSHOT_BYTES:
+def image_digest(attachment: Attachment) -> str:
+    """Identifies the same image in other mails (its size and first bytes)."""
+    return hashlib.sha256(attachment.size.to_bytes(8, "big") + attachment.head).hexdigest()
+
+
+def is_screenshot_sized(attachment: Attachment, inline_cids: tuple[str, ...] = ()) -> bool:
+    """An image attachment or inline ``cid:`` image whose real header shows a screen-sized picture."""
+    declared = attachment.content_type
+    inline = attachment.content_id is not None and attachment.content_id in inline_cids
+    if not (declared.startswith("image/") or declared in _MAYBE_IMAGE_TYPES or inline):
         return False
-    found = image_size(attachment.head)
+    found = image_size(attachment.head) if attachment.size >= MIN_SCREENSHOT_BYTES else None
     if found is None:
         return False
     kind, width, height = found
-    return kind in SCREENSHOT_FORMATS and min(width, height) >= MIN_SCREENSHOT_SIDE
+    long_side, short_side = max(width, height), min(width, height)
+    return (kind in SCREENSHOT_FORMATS and long_side >= MIN_LONG_SIDE and short_side >= MIN_SHORT_SIDE
+            and long_side <= MAX_ASPECT * short_side)
 
 
-def has_screenshot(mail: ParsedMail) -> bool:
-    return any(is_screenshot(a) for a in mail.attachments)
+def screenshot_digests(mail: ParsedMail) -> tuple[str, ...]:
+    """Digests of this mail's screenshot-sized images (in order, without repeats)."""
+    found = (image_digest(a) for a in mail.attachments if is_screenshot_sized(a, mail.html_cids))
+    return tuple(dict.fromkeys(found))
 
 
-def check_completeness(config: GatewayConfig, mail: ParsedMail, text: str, category: str) -> Completeness:
-    """What the category requires (config ``[completeness.require]``) and which of it is missing."""
-    steps, screenshot = has_steps(text), has_screenshot(mail)
-    required = config.completeness.require.get(category, [])
+def check_completeness(config: GatewayConfig, mail: ParsedMail, text: str, category: str,
+                       thread: ThreadState | None = None, recurring: frozenset[str] = frozenset()) -> Completeness:
+    """What the category (and the thread's first category) requires, and which of it the thread still lacks.
+
+    ``recurring``: image digests the sender sent before; they are logos, not screenshots.
+    """
+    digests = screenshot_digests(mail)
+    steps = has_steps(text, steps_model(config.classifier.models_dir))
+    screenshot = any(d not in recurring for d in digests)
+    require = config.completeness.require
+    required = dict.fromkeys([*require.get(category, []), *(require.get(thread.category, []) if thread else [])])
     if not required:
-        return Completeness(None, (), steps, screenshot)
-    present = {"steps": steps, "screenshot": screenshot}
+        return Completeness(None, (), steps, screenshot, digests)
+    present = {"steps": steps or bool(thread and thread.has_steps),
+               "screenshot": screenshot or bool(thread and thread.has_screenshot)}
     missing = tuple(item for item in required if not present[item])
-    return Completeness(not missing, missing, steps, screenshot)
+    return Completeness(not missing, missing, steps, screenshot, digests)

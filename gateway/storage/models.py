@@ -97,6 +97,9 @@ class Decision(Base):
     fingerprint: Mapped[str | None] = mapped_column(String(64), index=True)
     duplicate_of: Mapped[str | None] = mapped_column(String(32))
     thread_of: Mapped[str | None] = mapped_column(String(32))
+    #: what this mail itself provided (a later reply in the thread is judged together with it)
+    has_steps: Mapped[bool | None]
+    has_screenshot: Mapped[bool | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     message: Mapped[Message] = relationship(back_populates="decision")
@@ -125,6 +128,18 @@ class OutboxItem(Base):
     message: Mapped[Message] = relationship(back_populates="outbox")
 
 
+class MessageImage(Base):
+    """A screenshot-sized image a sender sent (its digest); the same image again is a signature logo."""
+
+    __tablename__ = "message_images"
+    __table_args__ = (Index("ix_message_images_sender", "sender", "sha256"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    sender: Mapped[str] = mapped_column(String(320))
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
 class Correction(Base):
     __tablename__ = "corrections"
 
@@ -147,3 +162,22 @@ class MailboxState(Base):
     last_success_at: Mapped[dt.datetime | None]
     consecutive_failures: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+
+
+class QuarantineEntry(Base):
+    """A message set aside after repeated failures (``gateway/quarantine.py``); an operator retries or releases it."""
+
+    __tablename__ = "quarantine"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
+    stage: Mapped[str] = mapped_column(String(32))
+    reason: Mapped[str] = mapped_column(Text)
+    #: the same id for the same failure path (exception type and functions), to group and to find the log line
+    traceback_id: Mapped[str] = mapped_column(String(16), index=True)
+    traceback: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int]
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    resolved_at: Mapped[dt.datetime | None]
+    resolution: Mapped[str | None] = mapped_column(String(16))  # retried | released
+    resolved_by: Mapped[str | None] = mapped_column(String(256))

@@ -10,6 +10,7 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from gateway.metrics import observed
 from gateway.routing.router import ThreadOrigin
 from gateway.storage.db import Database
 from gateway.storage.models import Decision, Message, MessageState, OutboxItem, OutboxKind
@@ -31,6 +32,7 @@ def header_message_id(raw: bytes) -> str | None:
     return found.group(1).decode("ascii", "replace") if found else None
 
 
+@observed("store", lambda stored: "duplicate" if stored.duplicate else "stored")
 def store_raw(db: Database, raw: bytes, *, mailbox: str, source: str, envelope_from: str | None = None,
               envelope_to: list[str] | None = None, uidvalidity: int | None = None, uid: int | None = None) -> Stored:
     """Commit the raw message durably, unless the same message (IMAP UID, or Message-ID + sha256) is stored already."""
