@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,10 @@ from gateway.errors import ModelError
 
 ARTIFACT = "model.skops"
 METADATA = "metadata.json"
+#: a version directory's name: ``<UTC timestamp>-<candidate>``; anything else in ``models/`` (``steps/``) is not one
+VERSION_NAME = re.compile(r"^\d{8}-\d{6}-[a-z]+$")
+#: directories in models/ that hold other models (``steps``: the has_steps model), never category versions
+AUXILIARY_MODELS = frozenset({"steps"})
 
 #: Types a model file may contain beyond skops' defaults; anything else is refused on load.
 TRUSTED_TYPES = frozenset(
@@ -42,6 +47,7 @@ TRUSTED_TYPES = frozenset(
         "sklearn.linear_model._sgd_fast.Log",
         "sklearn.linear_model._stochastic_gradient.SGDClassifier",
         "sklearn.utils._metadata_requests.MetadataRequest",
+        "sklearn.model_selection._split.StratifiedKFold",
         "builtins.builtin_function_or_method",
         "numpy.float64",
         "numpy.int64",
@@ -110,7 +116,8 @@ def list_versions(models_dir: Path) -> list[str]:
     """All complete versions, oldest first."""
     if not models_dir.is_dir():
         return []
-    return sorted(p.name for p in models_dir.iterdir() if (p / METADATA).is_file() and not p.name.startswith("tmp-"))
+    return sorted(p.name for p in models_dir.iterdir() if (p / METADATA).is_file()
+                  and not p.name.startswith("tmp-") and p.name not in AUXILIARY_MODELS)
 
 
 def current_version(models_dir: Path) -> str:

@@ -37,6 +37,7 @@ STEPS_DATA_DIR = Path(__file__).parent / "data" / "steps"
 S2R_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "bug-reports-s2r" / "train.jsonl.gz"
 TEST_SHARE_PERCENT = 30
 HASH_FEATURES = 2**17
+MAX_CHARS = 2000  # steps are told near the top; the rest of a long mail (logs, quoted history) only costs time
 THRESHOLDS = np.round(np.arange(0.2, 0.9, 0.025), 3)
 
 _LIST_MARKER = re.compile(r"^[ \t]*(\d{1,2}[.)]|[-*•]|[a-z][.)])[ \t]+", re.IGNORECASE | re.MULTILINE)
@@ -60,8 +61,8 @@ class StepsExample:
 
 
 def prepare(text: str) -> str:
-    """Make layout visible to a bag-of-words model: list items, click paths, URLs and numbers become tokens."""
-    text = _LIST_MARKER.sub(" xxitem ", _URL.sub(" xxurl ", text))
+    """The first ``MAX_CHARS`` with layout made visible: list items, click paths, URLs, numbers become tokens."""
+    text = _LIST_MARKER.sub(" xxitem ", _URL.sub(" xxurl ", text[:MAX_CHARS]))
     return _DIGITS.sub("0", _ARROW.sub(" xxarrow ", _INLINE_NUMBER.sub(" xxitem ", text)))
 
 
@@ -136,9 +137,9 @@ def precision_recall(truth: Sequence[bool], predicted: Sequence[bool]) -> dict[s
 
 
 def per_language(examples: Sequence[StepsExample], predicted: Sequence[bool]) -> dict[str, dict[str, float | int]]:
-    langs = sorted({e.lang for e in examples})
     return {lang: precision_recall([e.has_steps for e in examples if e.lang == lang],
-                                   [p for e, p in zip(examples, predicted) if e.lang == lang]) for lang in langs}
+                                   [p for e, p in zip(examples, predicted) if e.lang == lang])
+            for lang in sorted({e.lang for e in examples})}
 
 
 def combine(fired: np.ndarray, rule_names: Sequence[str], chosen: Sequence[str], probability: np.ndarray,

@@ -1,58 +1,103 @@
-"""Keep the customer's own new words: drop quoted replies, forwarded blocks, signatures and disclaimers."""
+"""Keep the customer's own new words: drop quoted replies, forwarded blocks, signatures and disclaimers.
+
+Two kinds of quoting are told apart, as mail clients produce them:
+
+* an *attribution line* ("On … wrote:", "Am … schrieb …:", "Op … schreef …:") followed by ``>`` lines: the
+  line and the ``>`` lines go, the customer's answers between them stay (inline replies);
+* an unprefixed copy of the earlier message (Outlook's "-----Original Message-----" or
+  "From:/Sent:/To:" header block, forwarded-message banners, an attribution line not followed by ``>``):
+  everything from there on is history and is cut.
+"""
 from __future__ import annotations
 
 import re
 
-# A line that opens a quoted earlier message; everything from it on is history.
-_REPLY_HEADERS = [
-    r"^\s*On\b.{0,200}\bwrote:\s*$",
-    r"^\s*Am\b.{0,200}\bschrieb\b.{0,120}:\s*$",
-    r"^\s*Op\b.{0,200}\bschreef\b.{0,120}:\s*$",
-    r"^\s*-{2,}\s*(Original Message|Ursprüngliche Nachricht|Oorspronkelijk bericht|Forwarded message|"
-    r"Weitergeleitete Nachricht|Doorgestuurd bericht)\s*-{2,}\s*$",
-    r"^\s*_{10,}\s*$",  # Outlook's rule above the header block
-    r"^\s*(From|Von|Van)\s*:\s.+$(?=\n\s*(Sent|Date|Gesendet|Datum|Verzonden|Verstuurd|To|An|Aan)\s*:)",
+_WRAPPED = r"[^\n]{0,200}(?:\n[^\n]{0,120})?"  # clients wrap long attribution lines once
+# "On <date>, <name> wrote:" and its German/Dutch/French/Spanish forms; the rest is history unless ``>`` follows.
+_DATED_ATTRIBUTION = (rf"(?:On|Am|Op|Le|El)\b{_WRAPPED}\b(?:wrote|schrieb|schrieben Sie|schreef|a écrit|escribió)"
+                      r"[^\n]{0,80}:")
+# "<name> wrote:": an attribution only when ``>`` quotes follow (else it may be the customer's own sentence).
+_NAME_ATTRIBUTION = r"[^\n>]{1,80}\b(?:wrote|writes|schrieb|schreef):"
+_ATTRIBUTION = re.compile(rf"^[ \t]*(?:(?P<dated>{_DATED_ATTRIBUTION})|{_NAME_ATTRIBUTION})[ \t]*$",
+                          re.IGNORECASE | re.MULTILINE)
+_HISTORY_BANNERS = [
+    r"^[ \t]*-{2,}[ \t]*(?:Original Message|Ursprüngliche Nachricht|Oorspronkelijk bericht|Originalnachricht|"
+    r"Forwarded message|Weitergeleitete Nachricht|Doorgestuurd bericht)[ \t]*-{2,}[ \t]*$",
+    r"^[ \t]*_{10,}[ \t]*$(?=\n[ \t]*(?:From|Von|Van)[ \t]*:)",  # Outlook's rule above the header block
+    r"^[ \t]*(?:From|Von|Van)[ \t]*:[ \t][^\n]+$(?=(?:\n[^\n]+){0,2}\n[ \t]*"
+    r"(?:Sent|Date|Gesendet|Datum|Verzonden|Verstuurd)[ \t]*:)",
 ]
-_REPLY_HEADER = re.compile("|".join(f"(?:{p})" for p in _REPLY_HEADERS), re.IGNORECASE | re.MULTILINE)
+_HISTORY_BANNER = re.compile("|".join(f"(?:{p})" for p in _HISTORY_BANNERS), re.IGNORECASE | re.MULTILINE)
 
-# A line from which on the rest is signature or boilerplate.
-_SIGNATURE_STARTS = [
-    r"^-- ?$",
-    r"^(Sent from my|Von meinem|Verzonden (vanaf|met) mijn|Gesendet von)\b.*$",
-    r"^(Mit freundlichen Grüßen|Mit freundlichen Grüssen|Freundliche Grüße|Viele Grüße|Beste Grüße|"
-    r"Liebe Grüße|MfG|Gruß|Grüße|Best regards|Kind regards|Regards|Best wishes|Many thanks|Thanks|Thank you|"
-    r"Cheers|Sincerely|Yours sincerely|Met vriendelijke groet(en)?|Vriendelijke groet(en)?|Groet(en|jes)?|"
-    r"Hartelijke groet(en)?|Mvg|Bedankt|Alvast bedankt|Dank je wel|Dank u wel|Danke|Vielen Dank|"
-    r"Danke und Gruß)[\s,.!]*$",
-]
-_SIGNATURE_START = re.compile("|".join(f"(?:{p})" for p in _SIGNATURE_STARTS), re.IGNORECASE | re.MULTILINE)
-
-_DISCLAIMER = re.compile(
-    r"^.*\b(confidential|vertraulich|vertrouwelijk|intended (solely )?for the (use of the )?(addressee|recipient)|"
-    r"bestimmt für den adressaten|uitsluitend bestemd)\b.*$",
-    re.IGNORECASE | re.MULTILINE,
+_CLOSINGS = (
+    "Mit freundlichen Grüßen|Mit freundlichen Grüssen|Freundliche Grüße|Freundliche Grüsse|Viele Grüße|"
+    "Viele Grüsse|Beste Grüße|Liebe Grüße|Schöne Grüße|Herzliche Grüße|MfG|LG|VG|Gruß|Grüße|Danke|Vielen Dank|"
+    "Best regards|Kind regards|Warm regards|Regards|Best wishes|Many thanks|Thanks|Thank you|Cheers|"
+    "Sincerely|Yours sincerely|Yours faithfully|"
+    "Met vriendelijke groet(?:en)?|Vriendelijke groet(?:en)?|Met hartelijke groet(?:en)?|Hartelijke groet(?:en)?|"
+    "Groet(?:en|jes)?|Gr|Mvg|Thx|Bedankt|Alvast bedankt|Dank je wel|Dank u wel|Dank(?:je|u)"
 )
+_CLOSING = re.compile(rf"^[ \t]*(?:-- ?|_{{2,}}|(?:{_CLOSINGS})[ \t,.!]*|"
+                      r"(?:Sent from my|Von meinem|Gesendet von|Verzonden (?:vanaf|met) mijn)\b[^\n]*)$",
+                      re.IGNORECASE | re.MULTILINE)
+# "Danke und viele Grüße", "Thanks in advance!": a closing only near the end (a name block may follow).
+_LONG_CLOSING = re.compile(rf"^[ \t]*(?:{_CLOSINGS})\b[,.!]?(?:[ \t]+[^\s.?]+){{1,3}}[ \t,.!]*$",
+                           re.IGNORECASE | re.MULTILINE)
+_SIGNATURE_LINES = 10
+# A paragraph that is a legal notice; it and everything below it go.
+_DISCLAIMER = re.compile(
+    r"disclaimer|haftungsausschluss|intended (?:solely |only |exclusively )?for the (?:use of the )?"
+    r"(?:individual|addressee|recipient|named)|if you are not the intended recipient|"
+    r"(?:this|the information in this) (?:e-?mail|message)[^\n.]{0,80}(?:is |are |may be |contains? )"
+    r"[^\n.]{0,40}(?:confidential|privileged)|"
+    r"(?:diese|die) (?:e-?mail|nachricht)[^.]{0,80}vertrauliche|nicht der (?:richtige|beabsichtigte) (?:adressat|empfänger)|"
+    r"uitsluitend bestemd voor|niet de (?:beoogde )?geadresseerde|vertrouwelijke informatie bevatten|"
+    r"geen rechten (?:worden|kunnen worden) ontleend",
+    re.IGNORECASE,
+)
+_PARAGRAPH_BREAK = re.compile(r"\n[ \t]*\n")
 _SUBJECT_PREFIX = re.compile(r"^\s*((re|aw|antw|wg|fw|fwd|tr|sv|vs)\s*(\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 
 
+def _is_quote(line: str) -> bool:
+    return line.lstrip().startswith(">")
+
+
 def strip_quoted(body: str) -> str:
-    """The new text of a reply: cut at the first quote header, drop ``>`` lines."""
+    """The new text of a reply: without ``>`` quotes, their attribution lines and copied earlier messages."""
     body = body.replace("\r\n", "\n").replace("\r", "\n")
-    match = _REPLY_HEADER.search(body)
-    if match:
-        body = body[: match.start()]
-    return "\n".join(line for line in body.split("\n") if not line.lstrip().startswith(">"))
+    banner = _HISTORY_BANNER.search(body)
+    if banner:
+        body = body[: banner.start()]
+    for attribution in list(_ATTRIBUTION.finditer(body))[::-1]:
+        following = body[attribution.end():].lstrip("\n").split("\n", 1)[0]
+        if _is_quote(following):
+            body = body[: attribution.start()] + body[attribution.end():]
+        elif attribution.group("dated"):  # an unprefixed quote: the rest is history
+            body = body[: attribution.start()]
+    kept = [line for line in body.split("\n") if not _is_quote(line)]
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
+
+
+def _signature_start(body: str) -> int | None:
+    """Offset of the first closing formula or signature separator that follows some text."""
+    starts = [m.start() for m in _CLOSING.finditer(body)]
+    starts += [m.start() for m in _LONG_CLOSING.finditer(body)
+               if sum(bool(line.strip()) for line in body[m.end():].split("\n")) < _SIGNATURE_LINES]
+    return min((s for s in starts if body[:s].strip()), default=None)
 
 
 def strip_signature(body: str) -> str:
-    """Drop the closing formula and all below it, and any confidentiality notice."""
-    match = _SIGNATURE_START.search(body)
-    if match and match.start() > 0:
-        body = body[: match.start()]
-    match = _DISCLAIMER.search(body)
-    if match and match.start() > len(body) // 3:
-        body = body[: match.start()]
-    return body.strip()
+    """Drop the closing formula or signature separator and all below it, and any legal notice."""
+    start = _signature_start(body)
+    if start is not None:
+        body = body[:start]
+    paragraphs = _PARAGRAPH_BREAK.split(body)
+    for index, paragraph in enumerate(paragraphs[1:], start=1):
+        if _DISCLAIMER.search(paragraph):
+            paragraphs = paragraphs[:index]
+            break
+    return "\n\n".join(paragraphs).strip()
 
 
 def clean_subject(subject: str) -> str:

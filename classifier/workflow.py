@@ -6,15 +6,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from sklearn.metrics import f1_score
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from tqdm import tqdm
 
 from classifier.corpus import Example, files_digest, load_corpus, split
-from classifier.model import CANDIDATES, CategoryModel, build_candidate
+from classifier.model import CANDIDATES, CategoryModel
 from classifier.registry import current_version, list_versions, load_model, read_metadata, save_model, set_current
-from classifier.train import Labelled, fit, metadata_for, score
+from classifier.train import Labelled, fit_candidates, metadata_for, score
 from gateway.errors import ModelError
 
 
@@ -31,18 +28,6 @@ class Trained:
     reason: str
 
 
-def compare_candidates(train: Sequence[Labelled], seed: int = 0) -> dict[str, float]:
-    """5-fold cross-validated macro-F1 of every candidate on the training part (the test part stays unseen)."""
-    labels = np.array([e.category for e in train])
-    texts = [e.text for e in train]
-    folds = StratifiedKFold(n_splits=5, shuffle=True, random_state=seed)
-    out = {}
-    for name in tqdm(CANDIDATES, desc="comparing candidates", unit="candidate"):
-        predicted = cross_val_predict(build_candidate(name, seed), texts, labels, cv=folds)
-        out[name] = round(float(f1_score(labels, predicted, average="macro")), 4)
-    return out
-
-
 def train_version(data_dir: Path, models_dir: Path, *, candidate: str = "best", seed: int = 0,
                   extra: Sequence[Labelled] = (), promote: bool = True, force: bool = False) -> Trained:
     """Train on the corpus' train part (+ ``extra``), score on the frozen test part, save, maybe promote."""
@@ -50,47 +35,57 @@ def train_version(data_dir: Path, models_dir: Path, *, candidate: str = "best", 
     if not train_part or not test_part:
         raise ModelError(f"no corpus in {data_dir}: need *.jsonl files with a train and a test part")
     train = labelled(train_part) + list(extra)
-    steps = tqdm(total=3, desc="training", unit="step")
-    comparison = compare_candidates(train, seed) if candidate == "best" else {}
-    chosen = max(comparison, key=comparison.__getitem__) if comparison else candidate
-    steps.update()
-    pipeline, threshold = fit(train, chosen, seed)
-    steps.update()
-    metrics = score(pipeline, threshold, labelled(test_part))
-    metrics["candidates_cv_macro_f1"] = comparison
-    steps.update()
-    steps.close()
-    data = {"corpus_files": files_digest(data_dir), "train_count": len(train_part), "test_count": len(test_part),
-            "extra_count": len(extra)}
-    metadata = metadata_for(chosen, seed, threshold, metrics, [str(c) for c in pipeline.classes_], data)
-    path = save_model(models_dir, pipeline, metadata)
-    promoted, reason = _maybe_promote(models_dir, metadata, promote=promote, force=force)
+    names = CANDIDATES if candidate == "best" else (candidate,)
+    with tqdm(total=len(names) + 3, desc="training", unit="step") as bar:
+        def step(name: str) -> None:
+            bar.set_postfix_str(name)
+            bar.update()
+
+        fitted = fit_candidates(train, names, seed, progress=step)
+        chosen = max(fitted, key=lambda f: f.cv_macro_f1)  # ties keep the first (svm: faster)
+        bar.set_postfix_str("frozen test")
+        metrics = score(chosen.pipeline, chosen.threshold, labelled(test_part))
+        metrics["candidates_cv_macro_f1"] = {f.candidate: f.cv_macro_f1 for f in fitted}
+        bar.update()
+        data = {"corpus_files": files_digest(data_dir), "train_count": len(train_part),
+                "test_count": len(test_part), "extra_count": len(extra)}
+        metadata = metadata_for(chosen, seed, metrics, data)
+        bar.set_postfix_str("saving")
+        path = save_model(models_dir, chosen.pipeline, metadata)
+        bar.update()
+    promoted, reason = _maybe_promote(models_dir, data_dir, metadata["version"], promote=promote, force=force)
     return Trained(metadata["version"], path, metrics, promoted, reason)
 
 
-def _maybe_promote(models_dir: Path, metadata: dict[str, Any], *, promote: bool, force: bool) -> tuple[bool, str]:
+def _maybe_promote(models_dir: Path, data_dir: Path, version: str, *, promote: bool,
+                   force: bool) -> tuple[bool, str]:
     if not promote:
         return False, "not promoted (--no-promote)"
     try:
-        promote_version(models_dir, metadata["version"], force=force)
+        promote_version(models_dir, version, data_dir, force=force)
     except ModelError as exc:
-        return False, str(exc)
+        return False, f"not promoted: {exc}"
     return True, "promoted to current"
 
 
-def promote_version(models_dir: Path, version: str, *, force: bool = False) -> None:
-    """Make ``version`` current unless it scores worse than the current one on the same frozen test set."""
-    new = read_metadata(models_dir, version)
+def promote_version(models_dir: Path, version: str, data_dir: Path, *, force: bool = False) -> None:
+    """Make ``version`` current unless it scores worse than the current one on the same frozen test part.
+
+    Both models are scored now, on the test part of ``data_dir``; a current model that no longer loads
+    (tampered, incompatible) does not block the promotion. The new one must load.
+    """
+    new = load_model(models_dir, version)
     try:
-        old = read_metadata(models_dir, current_version(models_dir))
+        old: CategoryModel | None = load_model(models_dir)
     except ModelError:
         old = None
-    if old and not force:
-        same_test = old["data"].get("corpus_files") == new["data"].get("corpus_files")
-        old_f1, new_f1 = old["metrics"]["macro_f1"], new["metrics"]["macro_f1"]
-        if same_test and new_f1 < old_f1:
-            raise ModelError(f"{version} is worse than current {old['version']} on the frozen test set "
-                             f"(macro-F1 {new_f1} < {old_f1}); use --force to promote anyway")
+    if old is not None and old.version != version and not force:
+        test = labelled(split(load_corpus(data_dir))[1])
+        new_f1 = score(new.pipeline, new.threshold, test)["macro_f1"]
+        old_f1 = score(old.pipeline, old.threshold, test)["macro_f1"]
+        if new_f1 < old_f1:
+            raise ModelError(f"{version} is worse than current {old.version} on the frozen test part "
+                             f"(macro-F1 {new_f1:.4f} < {old_f1:.4f}); use --force to promote anyway")
     set_current(models_dir, version)
 
 
@@ -98,8 +93,7 @@ def evaluate(models_dir: Path, data_dir: Path, version: str | None = None) -> tu
                                                                                   list[str], list[str]]:
     """Score a stored model on the frozen test part: (model, metrics, true labels, predicted labels)."""
     model = load_model(models_dir, version)
-    _, test_part = split(load_corpus(data_dir))
-    test = labelled(test_part)
+    test = labelled(split(load_corpus(data_dir))[1])
     metrics = score(model.pipeline, model.threshold, test)
     predicted = [p.category for p in model.predict([e.text for e in test], threshold=0.0)]
     return model, metrics, [e.category for e in test], predicted

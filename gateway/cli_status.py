@@ -64,7 +64,8 @@ def _print_text(status: dict[str, Any]) -> None:
     outbox = status["outbox"]
     typer.echo(f"outbox: {outbox['pending']} pending, {outbox['dead']} dead")
     for item in outbox["dead_items"]:
-        typer.echo(f"    dead {item['key']} -> {item['target']} after {item['attempts']} attempts: {item['last_error']}")
+        typer.echo(f"    dead {item['key']} -> {item['target']} after {item['attempts']} attempts: "
+                   f"{item['last_error']}")
     typer.echo(f"quarantined messages: {status['quarantined']}")
 
 
@@ -74,7 +75,7 @@ def status(
     db: DbOption = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ) -> None:
-    """Each mailbox's last success, last UID, backlog and errors; outbox and quarantine. Exit 1 if a mailbox is unhealthy."""
+    """Per mailbox: last success, last UID, backlog, errors; outbox and quarantine. Exit 1 if a mailbox is unhealthy."""
     settings = load_or_exit(config, check_secrets=False)
     database = open_database(settings, db)
     try:

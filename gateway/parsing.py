@@ -26,9 +26,14 @@ logging.getLogger("mailparser").setLevel(logging.ERROR)  # it warns on every odd
 
 _MESSAGE_ID = re.compile(r"<[^<>\s]+>")
 HEAD_BYTES = 64 * 1024
-#: later stages read at most this much body text, and HTML is cut to this size before it is rendered
+#: later stages read at most this much text, HTML is cut to this size before it is rendered, and a "word"
+#: longer than MAX_TOKEN_CHARS (a base64 blob, a hash) is cut, so no stage's regular expression meets a huge one
 MAX_TEXT_CHARS = 100_000
+MAX_SUBJECT_CHARS = 1_000
 MAX_HTML_CHARS = 1_000_000
+MAX_TOKEN_CHARS = 100
+_LONG_TOKEN = re.compile(r"\S{%d,}" % (MAX_TOKEN_CHARS + 1))
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]+")  # NUL and friends: no database column takes NUL
 _NOT_BASE64 = re.compile(rb"[^A-Za-z0-9+/]")
 
 
@@ -77,10 +82,10 @@ def parse(raw: bytes) -> ParsedMail:
         date, subject = _header_date(message), _decoded(message.get("subject", ""))
     headers = _headers(message.items())
     html = "\n".join(html_parts)[:MAX_HTML_CHARS]
-    text = ("\n".join(plain).strip() or html_to_text(html))[:MAX_TEXT_CHARS]
+    text = _bounded("\n".join(plain).strip() or html_to_text(html), MAX_TEXT_CHARS)
     from_name, from_addr = parseaddr(headers.get("from", ("",))[0])
     return ParsedMail(
-        subject=" ".join(subject.split()),
+        subject=" ".join(_bounded(subject, MAX_SUBJECT_CHARS).split()),
         from_addr=from_addr.strip().lower(),
         from_name=from_name,
         to=_addresses(headers.get("to", ())),
@@ -108,10 +113,14 @@ def html_to_text(html: str) -> str:
     return "\n".join(line for line in lines if line)
 
 
+def _bounded(text: str, limit: int) -> str:
+    return _LONG_TOKEN.sub(lambda token: token.group(0)[:MAX_TOKEN_CHARS], _CONTROL.sub(" ", text[:limit]))
+
+
 def _headers(items: list[tuple[str, object]]) -> dict[str, tuple[str, ...]]:
     out: dict[str, list[str]] = {}
     for name, value in items:
-        out.setdefault(name.lower(), []).append(" ".join(str(value).split()))
+        out.setdefault(name.lower(), []).append(" ".join(_CONTROL.sub(" ", str(value)).split()))
     return {k: tuple(v) for k, v in out.items()}
 
 

@@ -18,7 +18,7 @@ from classifier.textprep import customer_text
 from gateway.config.schema import GatewayConfig, Mailbox, describe_target
 from gateway.limits import check_limits
 from gateway.parsing import ParsedMail, parse
-from gateway.replies.completeness import Completeness, check_completeness
+from gateway.replies.completeness import Completeness, ThreadState, check_completeness
 from gateway.replies.loopguard import reasons_not_to_reply
 from gateway.routing.calendar import local_time
 from gateway.routing.phases import PhaseDecision, phase_for
@@ -30,7 +30,9 @@ class History(Protocol):
 
     def auto_replies_since(self, sender: str, since: dt.datetime) -> int: ...
 
-    def thread_was_answered(self, message_ids: tuple[str, ...]) -> bool: ...
+    def thread_state(self, origin: ThreadOrigin) -> ThreadState: ...
+
+    def recurring_images(self, sender: str, digests: tuple[str, ...]) -> frozenset[str]: ...
 
     def thread_origin(self, message_ids: tuple[str, ...], ticket: str | None) -> ThreadOrigin | None: ...
 
@@ -43,8 +45,11 @@ class NoHistory:
     def auto_replies_since(self, sender: str, since: dt.datetime) -> int:
         return 0
 
-    def thread_was_answered(self, message_ids: tuple[str, ...]) -> bool:
-        return False
+    def thread_state(self, origin: ThreadOrigin) -> ThreadState:
+        return ThreadState("", has_steps=False, has_screenshot=False, answered=False)
+
+    def recurring_images(self, sender: str, digests: tuple[str, ...]) -> frozenset[str]:
+        return frozenset()
 
     def thread_origin(self, message_ids: tuple[str, ...], ticket: str | None) -> ThreadOrigin | None:
         return None
@@ -136,19 +141,19 @@ def analyse(config: GatewayConfig, model: CategoryModel, raw: bytes,
 
 def plan_auto_reply(config: GatewayConfig, mail: ParsedMail, completeness: Completeness, sender: str,
                     envelope_from: str | None, at: dt.datetime, history: History,
-                    duplicate_of: str | None = None) -> tuple[bool, str]:
-    """Reply stage: (reply?, why) — only for incomplete requests from people, within rate limits."""
+                    duplicate_of: str | None = None, thread: ThreadState | None = None) -> tuple[bool, str]:
+    """Reply stage: (reply?, why) — only for incomplete requests from people, once per thread, within rate limits."""
     if not completeness.missing:
         return False, "nothing missing"
     if duplicate_of:
         return False, f"duplicate of {duplicate_of}"
     if not config.auto_reply.enabled:
         return False, "auto-replies disabled"
-    reasons = reasons_not_to_reply(mail, envelope_from, config.own_addresses, config.auto_reply.loop_id)
+    reasons = reasons_not_to_reply(mail, envelope_from, config.own_addresses, config.auto_reply.loop_id,
+                                   config.auto_reply.authserv_id)
     if reasons:
         return False, "; ".join(reasons)
-    thread = thread_ids(mail)
-    if thread and history.thread_was_answered(thread):
+    if thread is not None and thread.answered:
         return False, "thread already got an automatic reply"
     sent = history.auto_replies_since(sender, at - dt.timedelta(days=1))
     if sent >= config.auto_reply.max_per_sender_per_day:
@@ -174,11 +179,14 @@ def decide(config: GatewayConfig, model: CategoryModel, raw: bytes, mailbox: Mai
                        mailbox.address, sender, phase.customer, when, origin)
     routed = route(config, facts)
     # an unsure category asks the customer for nothing: a human decides first
-    completeness = check_completeness(config, mail, text, "" if prediction.abstained else prediction.category)
+    thread_state = history.thread_state(origin) if origin else None
+    completeness = check_completeness(config, mail, text, "" if prediction.abstained else prediction.category,
+                                      thread_state, lambda digests: history.recurring_images(sender, digests))
     fingerprint = request_fingerprint(text)
     window = dt.timedelta(hours=config.routing.duplicate_window_hours)
     duplicate_of = history.recent_duplicate(sender, fingerprint, when - window) if window and sender else None
-    reply, why = plan_auto_reply(config, mail, completeness, sender, envelope_from, when, history, duplicate_of)
+    reply, why = plan_auto_reply(config, mail, completeness, sender, envelope_from, when, history, duplicate_of,
+                                 thread_state)
     return Decision(mail, language, prediction, phase, routed, completeness, reply, why, model.version, sender, when,
                     fingerprint, duplicate_of, mailbox.address,
                     model.threshold if config.classifier.abstain_threshold is None else config.classifier.abstain_threshold)

@@ -24,6 +24,7 @@ from gateway.metrics import DECISIONS, observe
 from gateway.isolation import Outcome, WorkerPool
 from gateway.pipeline import Analysis, Decision, decide, ticket_token
 from gateway.quarantine import Failure, failure_from, record_failure, triage_unparsed
+from gateway.replies.loopguard import reply_address
 from gateway.replies.reply import build_reply, render_missing_info
 from gateway.storage import models as db
 from gateway.storage.db import Database
@@ -121,6 +122,8 @@ class Processor:
         decision = decide(self.config, self.model, message.raw, mailbox, envelope_from=message.envelope_from,
                           at=message.received_at, history=DbHistory(session), analysis=analysis)
         session.add(_decision_row(message, decision))
+        session.add_all(db.MessageImage(message_id=message.id, sender=decision.sender, sha256=digest)
+                        for digest in decision.completeness.image_digests if decision.sender)
         shadow = self.config.gateway.mode == "shadow"
         target = "shadow" if shadow else decision.route.target_name
         # shadow mode delivers the original unchanged; the decision is only recorded
@@ -140,7 +143,7 @@ class Processor:
 
     def _reply_item(self, message: db.Message, decision: Decision) -> db.OutboxItem:
         mail = decision.mail
-        recipient = message.envelope_from or decision.sender
+        recipient = reply_address(mail, message.envelope_from)
         body = render_missing_info(self.config.auto_reply.templates_dir, decision.language, name=mail.from_name,
                                    subject=mail.subject, role=decision.route.role,
                                    missing=decision.completeness.missing, reference=message.public_id)
@@ -165,4 +168,5 @@ def _decision_row(message: db.Message, decision: Decision) -> db.Decision:
         customer=customer.name if customer else None, created_at=dt.datetime.now(dt.UTC),
         fingerprint=decision.fingerprint, duplicate_of=decision.duplicate_of,
         thread_of=decision.route.thread.public_id if decision.route.thread else None,
+        has_steps=decision.completeness.has_steps, has_screenshot=decision.completeness.has_screenshot,
     )

@@ -72,7 +72,7 @@ def test_counts_every_stage_decision_and_latency_of_delivered_mail(config, start
     send(gateway, mail("anna@example.org", "Rechnung 2026-118 falsche Adresse", INVOICE, "<m-1@example.org>"))
     send(gateway, mail("ben@example.org", "Five more licences", LICENCES, "<m-2@example.org>"), "ben@example.org")
     send(gateway, mail("anna@example.org", "Rechnung 2026-118 falsche Adresse", INVOICE, "<m-1@example.org>"))
-    wait_for_delivered(tmp_path / "var" / "mail", 2, timeout=30)
+    wait_for_delivered(tmp_path / "var" / "mail", 2, timeout=60)  # the first mail also starts worker processes
     sent_before = value(before, "gateway_messages_total", stage="delivery", outcome="sent")
     after = wait_for_samples(port, lambda s: value(s, "gateway_messages_total", stage="delivery", outcome="sent")
                              >= sent_before + 2, 5, "deliveries counted")
@@ -114,7 +114,7 @@ def test_outbox_backlog_quarantine_and_mailbox_health_come_from_the_database(con
     samples = wait_for_samples(port, lambda s: value(s, "gateway_quarantined_messages") == 1
                                and value(s, "gateway_outbox_items", state="pending") == 1
                                and value(s, "gateway_mailbox_consecutive_failures", mailbox="helpdesk@tessaro.example") >= 2,
-                               30, "quarantine, backlog and IMAP failures visible")
+                               60, "quarantine, backlog and IMAP failures visible")
     assert value(samples, "gateway_outbox_items", state="dead") == 0
     assert value(samples, "gateway_queue_messages", state="decided") == 1  # waits for the relay
     assert ("gateway_mailbox_last_success_timestamp_seconds",

@@ -59,37 +59,38 @@ def test_migrations_run_concurrently_and_the_pipeline_works_on_postgres(postgres
         db.dispose()
     config_data["gateway"]["database"] = postgres_url
     gateway = start_gateway(parse_config(config_data))
-    incident = mail("jan@example.org", "Error when saving a candidate", "Since this morning I get the error "
-                    "'Save failed (code 500)' when I save a candidate profile. Can you look into it?", "<pg-inc@example.org>")
     with smtplib.SMTP("127.0.0.1", gateway.smtp.bound_port, timeout=10) as client:
-        client.sendmail("jan@example.org", ["support@tessaro.example"], incident)
-        client.sendmail("kunde1@example.org", ["support@tessaro.example"], customer_mail(1))
-    wait_until(lambda: len(delivered_files(tmp_path / "var" / "mail")) >= 3, 20, "2 deliveries and 1 reply")
+        for n in (1, 2):
+            client.sendmail(f"kunde{n}@example.org", ["support@tessaro.example"], customer_mail(n))
+    wait_until(lambda: len(delivered_files(tmp_path / "var" / "mail")) >= 2, 60, "2 deliveries")
     with gateway.db.session() as session:
         wait_until(lambda: set(session.scalars(select(Message.state))) == {MessageState.DELIVERED}, 5, "delivered")
         decisions = {d.category: d for d in session.scalars(select(Decision))}
-        assert set(decisions) == {"incident", "billing"}
-        assert decisions["incident"].missing == ["steps", "screenshot"] and decisions["incident"].auto_reply
+        assert set(decisions) == {"billing", "licence"}
+        assert decisions["billing"].rules == ["table.live.billing"]  # JSON columns round-trip
         assert session.get(Message, decisions["billing"].message_id).received_at.tzinfo is not None
 
 
 def test_deciding_instances_skip_a_message_another_instance_holds(postgres_url, config, shipped_model) -> None:
     dbs = [Database(postgres_url) for _ in range(4)]
     dbs[0].upgrade()
-    ids = stored(dbs[0], 60)
+    ids = stored(dbs[0], 30)
+    processors = [Processor(db, config, shipped_model) for db in dbs[:3]]
     holder = dbs[3].engine.connect()
     holder.execute(select(Message.id).where(Message.id == ids[0]).with_for_update())  # another instance is on it
     try:
         started = time.monotonic()
-        in_threads(*(Processor(db, config, shipped_model).run_once for db in dbs[:3]))
+        in_threads(*(processor.run_once for processor in processors))
         assert time.monotonic() - started < 30  # nobody waited for the held row
     finally:
         holder.rollback()
         holder.close()
+        for processor in processors:
+            processor.close()
     with dbs[0].session() as session:
         states = Counter(session.scalars(select(Message.state)))
-        assert states == {MessageState.DECIDED: 59, MessageState.RECEIVED: 1}
-        assert session.scalar(select(func.count()).select_from(Decision)) == 59
+        assert states == {MessageState.DECIDED: 29, MessageState.RECEIVED: 1}
+        assert session.scalar(select(func.count()).select_from(Decision)) == 29
         assert session.scalar(select(func.max(Message.attempts))) == 0  # no instance decided a message twice
     for db in dbs:
         db.dispose()
@@ -97,23 +98,25 @@ def test_deciding_instances_skip_a_message_another_instance_holds(postgres_url, 
 
 def test_outbox_claims_are_disjoint_and_a_lease_brings_a_crashed_claim_back(postgres_url, config_data, shipped_model,
                                                                              smtp_sink) -> None:
-    config_data["roles"]["backoffice"] = config_data["roles"]["account_manager"] = {"smtp": "team@tessaro.example"}
+    config_data["roles"] = {role: {"smtp": f"{role}@tessaro.example"} for role in config_data["roles"]}
     config_data["outbound"].update(relay={"host": "127.0.0.1", "port": smtp_sink.port}, claim_lease_seconds=2)
     config = parse_config(config_data)
     dbs = [Database(postgres_url) for _ in range(3)]
     dbs[0].upgrade()
-    stored(dbs[0], 61)
-    Processor(dbs[0], config, shipped_model).run_once()
+    stored(dbs[0], 31)
+    processor = Processor(dbs[0], config, shipped_model)
+    processor.run_once()
+    processor.close()
     crashed = OutboxWorker(dbs[0], config, batch=1)
     [lost] = crashed._claim()  # claimed, then the instance died before sending
     workers = [OutboxWorker(db, config, batch=5) for db in dbs]
     in_threads(*(lambda w=w: [w.run_once() for _ in range(10)] for w in workers))
-    ids = Counter(headers_of_bytes(r.data) for r in smtp_sink.received)
-    assert len(ids) == 60 and set(ids.values()) == {1}  # each sent once although three instances raced
+    ids = Counter(message_id_of(r.data) for r in smtp_sink.received)
+    assert len(ids) == 30 and set(ids.values()) == {1}  # each sent once although three instances raced
     time.sleep(2.1)
     assert workers[1].run_once() == 1  # the crashed claim is due again after its lease
-    assert len(smtp_sink.received) == 61 and Counter(headers_of_bytes(r.data) for r in smtp_sink.received)[
-        headers_of_bytes(smtp_sink.received[-1].data)] == 1
+    ids = Counter(message_id_of(r.data) for r in smtp_sink.received)
+    assert len(ids) == 31 and set(ids.values()) == {1}
     with dbs[0].session() as session:
         assert set(session.scalars(select(OutboxItem.state))) == {OutboxState.DONE}
         assert session.get(OutboxItem, lost.id).attempts == 1
@@ -121,7 +124,7 @@ def test_outbox_claims_are_disjoint_and_a_lease_brings_a_crashed_claim_back(post
         db.dispose()
 
 
-def headers_of_bytes(data: bytes) -> str:
+def message_id_of(data: bytes) -> str:
     found = re.search(rb"^Message-ID: (<[^>]+>)", data, re.MULTILINE | re.IGNORECASE)
     assert found, data[:500]
     return found.group(1).decode()
@@ -161,43 +164,47 @@ def test_sqlite_locks_are_always_granted_to_the_single_instance(config) -> None:
 
 
 MAILBOXES = 5
+BEFORE, AFTER, BY_SMTP = 10, 6, 30  # IMAP messages per mailbox before and after the kill; SMTP messages
 
 
 def test_three_instances_five_mailboxes_one_killed_every_message_delivered_exactly_once(
         postgres_url, dovecot, config_data, tmp_path) -> None:
     env = {}
-    for i in range(MAILBOXES):
+    for i in range(MAILBOXES):  # all before the first login: Dovecot notices a changed passwd-file by its mtime
         dovecot.add_user(f"user{i}", f"pw{i}")
+    for i in range(MAILBOXES):
         env[f"SCALE_IMAP_PW_{i}"] = f"pw{i}"
         config_data["mailboxes"].append({"address": f"box{i}@tessaro.example", "source": "imap", "phase": "live",
                                          "imap": {"host": dovecot.host, "port": dovecot.port, "tls": "none",
                                                   "user": f"user{i}", "password_env": f"SCALE_IMAP_PW_{i}",
                                                   "timeout": 5.0}})
-        for n in range(20):
+        for n in range(BEFORE):
             dovecot.append(f"user{i}", "INBOX", customer_mail(n, f"box{i}@tessaro.example", f"imap{i}"))
     config_data["gateway"]["database"] = postgres_url
     config_data["smtp"]["reuse_port"] = True
     config_data["outbound"].update(claim_lease_seconds=5, retry_base_seconds=0.5)
     path = write_config(config_data, tmp_path / "gateway.toml")
     instances = [GatewayProcess(path, tmp_path / f"instance{k}.log", env) for k in range(3)]
-    root, expected = tmp_path / "var" / "mail", {f"<imap{i}-{n}@example.org>" for i in range(MAILBOXES) for n in range(30)}
-    expected |= {f"<smtp-{n}@example.org>" for n in range(60)}
+    root, expected = tmp_path / "var" / "mail", {f"<imap{i}-{n}@example.org>" for i in range(MAILBOXES)
+                                                 for n in range(BEFORE + AFTER)}
+    expected |= {f"<smtp-{n}@example.org>" for n in range(BY_SMTP)}
     try:
         for instance in instances:
-            instance.start()
-        sender = threading.Thread(target=send_with_retries, args=(config_data["smtp"]["port"], 60))
+            instance.launch()
+        for instance in instances:
+            instance.wait_started(timeout=120)
+        sender = threading.Thread(target=send_with_retries, args=(config_data["smtp"]["port"], BY_SMTP))
         sender.start()
-        wait_until(lambda: len(delivered_files(root)) >= 50, 60, "a third delivered")
+        wait_until(lambda: len(delivered_files(root)) >= len(expected) // 3, 90, "a third delivered")
         victim = max(instances, key=lambda p: p.log_text().count("mailbox owned"))
         owned = set(re.findall(r"mailbox owned.*?mailbox=(\S+)", victim.log_text()))
         assert owned, "some instance reads the IMAP mailboxes"
         victim.kill()
         for i in range(MAILBOXES):
-            for n in range(20, 30):
+            for n in range(BEFORE, BEFORE + AFTER):
                 dovecot.append(f"user{i}", "INBOX", customer_mail(n, f"box{i}@tessaro.example", f"imap{i}"))
         sender.join(timeout=120)
-        wait_until(lambda: len(delivered_files(root)) >= len(expected), 90,
-                   f"{len(expected)} delivered (have {len(delivered_files(root))})")
+        wait_until(lambda: len(delivered_files(root)) >= len(expected), 90, "every message delivered")
         time.sleep(1.0)  # a duplicate would arrive by now
         delivered = Counter(headers_of(p)["Message-ID"] for p in delivered_files(root) if "outgoing" not in p.parts)
         assert set(delivered) == expected and set(delivered.values()) == {1}

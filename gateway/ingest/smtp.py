@@ -84,6 +84,13 @@ class IngressController(Controller):
         return self.loop.create_server(self._factory_invoker, host=self.hostname, port=self.port,
                                        ssl=self.ssl_context, reuse_port=self.settings.reuse_port or None)
 
+    def _trigger_server(self) -> None:
+        """aiosmtpd checks its SMTP factory with a test connection, which SO_REUSEPORT may hand to another instance."""
+        if self.settings.reuse_port:
+            self.loop.call_soon_threadsafe(self._factory_invoker)
+        else:
+            super()._trigger_server()
+
     @property
     def bound_port(self) -> int:
         """The real port (useful with ``port = 0`` in tests)."""

@@ -23,9 +23,9 @@ from gateway.parsing import Attachment, ParsedMail
 
 STEPS_MODEL_DIR = "steps"  # below [classifier].models_dir
 #: screenshot rules: a real PNG/JPEG/GIF/WebP/BMP, at least 300 × 150 px (either orientation), not a strip
-#: thinner than 1:4, at least 3 KiB, and not an image the sender sent before (a signature logo)
+#: thinner than 1:4, at least 1 KiB, and not an image the sender sent before (a signature logo)
 MIN_LONG_SIDE, MIN_SHORT_SIDE, MAX_ASPECT = 300, 150, 4.0
-MIN_SCREENSHOT_BYTES = 3 * 1024
+MIN_SCREENSHOT_BYTES = 1024
 SCREENSHOT_FORMATS = frozenset({"PNG", "JPEG", "GIF", "WEBP", "BMP"})
 _MAYBE_IMAGE_TYPES = ("application/octet-stream", "application/x-octet-stream")
 
@@ -130,15 +130,21 @@ def screenshot_digests(mail: ParsedMail) -> tuple[str, ...]:
     return tuple(dict.fromkeys(found))
 
 
+def _nothing_recurs(digests: tuple[str, ...]) -> frozenset[str]:
+    return frozenset()
+
+
 def check_completeness(config: GatewayConfig, mail: ParsedMail, text: str, category: str,
-                       thread: ThreadState | None = None, recurring: frozenset[str] = frozenset()) -> Completeness:
+                       thread: ThreadState | None = None,
+                       recurring: Callable[[tuple[str, ...]], frozenset[str]] = _nothing_recurs) -> Completeness:
     """What the category (and the thread's first category) requires, and which of it the thread still lacks.
 
-    ``recurring``: image digests the sender sent before; they are logos, not screenshots.
+    ``recurring`` tells which of the given image digests the sender sent before: logos, not screenshots.
     """
     digests = screenshot_digests(mail)
     steps = has_steps(text, steps_model(config.classifier.models_dir))
-    screenshot = any(d not in recurring for d in digests)
+    seen = recurring(digests) if digests else frozenset()
+    screenshot = any(d not in seen for d in digests)
     require = config.completeness.require
     required = dict.fromkeys([*require.get(category, []), *(require.get(thread.category, []) if thread else [])])
     if not required:

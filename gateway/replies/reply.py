@@ -14,7 +14,8 @@ from classifier.taxonomy import FALLBACK_LANGUAGE, LANGUAGES
 from gateway.parsing import ParsedMail
 from gateway.storage.models import utcnow
 
-_UNSAFE = re.compile(r"[\x00-\x1f\x7f]+|=\?[^?]*\?[bqBQ]\?[^?]*\?=")
+#: a Message-ID we copy into In-Reply-To/References: printable ASCII in angle brackets, nothing to decode
+_SAFE_MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")
 _TEAM_NAMES = {
     "en": {"support": "support", "consultant": "consulting", "on_call": "on-call", "triage": "service"},
     "de": {"support": "Support", "consultant": "Beratung", "on_call": "Bereitschaft", "triage": "Service"},
@@ -23,8 +24,17 @@ _TEAM_NAMES = {
 
 
 def clean_header_value(value: str, limit: int = 200) -> str:
-    """A value safe to put in a header: no control characters, no encoded-word tricks, bounded length."""
-    return " ".join(_UNSAFE.sub(" ", value).split())[:limit]
+    """A value safe to put in a header: printable characters only (no CR/LF, no Unicode line separators),
+    no ``=?`` that could start an encoded word (the email package would decode it into new lines), bounded."""
+    text = "".join(char if char.isprintable() else " " for char in value)
+    while "=?" in text:  # repeated: removing one may join the pieces of another
+        text = text.replace("=?", " ")
+    return " ".join(text.split())[:limit]
+
+
+def safe_message_ids(*ids: str | None) -> tuple[str, ...]:
+    """The Message-IDs that may be copied into our headers as they are (others are dropped)."""
+    return tuple(i for i in ids if i and _SAFE_MESSAGE_ID.fullmatch(i) and "=?" not in i)
 
 
 @lru_cache(maxsize=8)
@@ -60,9 +70,9 @@ def build_reply(mail: ParsedMail, *, mailbox: str, to: str, body: str, loop_id: 
     reply["To"] = Address(addr_spec=to)
     reply["Date"] = format_datetime(utcnow())
     reply["Message-ID"] = make_msgid(domain=mailbox.rpartition("@")[2] or None)
-    if mail.message_id:
+    if safe_message_ids(mail.message_id):
         reply["In-Reply-To"] = mail.message_id
-        reply["References"] = " ".join((*mail.references[-10:], mail.message_id))
+        reply["References"] = " ".join(safe_message_ids(*mail.references[-10:], mail.message_id))
     reply["Auto-Submitted"] = "auto-replied"
     reply["X-Auto-Response-Suppress"] = "All"
     reply["X-Loop"] = loop_id

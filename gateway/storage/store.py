@@ -11,9 +11,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from gateway.metrics import observed
+from gateway.replies.completeness import ThreadState
 from gateway.routing.router import ThreadOrigin
 from gateway.storage.db import Database
-from gateway.storage.models import Decision, Message, MessageState, OutboxItem, OutboxKind
+from gateway.storage.models import Decision, Message, MessageImage, MessageState, OutboxItem, OutboxKind
 
 _MESSAGE_ID_HEADER = re.compile(rb"^message-id:[ \t]*(<[^>\r\n]{1,900}>)", re.IGNORECASE | re.MULTILINE)
 
@@ -79,10 +80,26 @@ class DbHistory:
                  .where(OutboxItem.kind == OutboxKind.REPLY, Decision.sender == sender, OutboxItem.created_at >= since))
         return int(self.session.scalar(query) or 0)
 
-    def thread_was_answered(self, message_ids: tuple[str, ...]) -> bool:
-        query = (select(OutboxItem.id).join(Message, Message.id == OutboxItem.message_id)
-                 .where(OutboxItem.kind == OutboxKind.REPLY, Message.header_message_id.in_(message_ids)).limit(1))
-        return self.session.scalar(query) is not None
+    def thread_state(self, origin: ThreadOrigin) -> ThreadState:
+        """What the thread's mails (its first one and those linked to it) provided, and if we answered in it."""
+        members = (select(Message.id).join(Decision, Decision.message_id == Message.id)
+                   .where(or_(Message.public_id == origin.public_id, Decision.thread_of == origin.public_id)))
+        rows = self.session.execute(select(Decision.category, Decision.abstained, Decision.has_steps,
+                                           Decision.has_screenshot).where(Decision.message_id.in_(members))
+                                    .order_by(Decision.message_id)).all()
+        answered = self.session.scalar(select(OutboxItem.id).where(
+            OutboxItem.kind == OutboxKind.REPLY, OutboxItem.message_id.in_(members)).limit(1)) is not None
+        first = rows[0] if rows else None
+        return ThreadState("" if first is None or first.abstained else first.category,
+                           has_steps=any(r.has_steps for r in rows), has_screenshot=any(r.has_screenshot for r in rows),
+                           answered=answered)
+
+    def recurring_images(self, sender: str, digests: tuple[str, ...]) -> frozenset[str]:
+        """Those of ``digests`` that ``sender`` sent in an earlier mail."""
+        if not sender or not digests:
+            return frozenset()
+        return frozenset(self.session.scalars(select(MessageImage.sha256).distinct().where(
+            MessageImage.sender == sender, MessageImage.sha256.in_(digests))))
 
     def thread_origin(self, message_ids: tuple[str, ...], ticket: str | None) -> ThreadOrigin | None:
         """The oldest decided message the mail refers to, by Message-ID or by our ticket token in the subject."""

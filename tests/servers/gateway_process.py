@@ -31,16 +31,18 @@ class GatewayProcess:
         self.env = {**os.environ, **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
     def start(self, timeout: float = 60.0) -> GatewayProcess:
         """Start and wait for the ``gateway started`` line (the model is loaded, the listeners are up)."""
+        return self.launch().wait_started(timeout)
+
+    def launch(self) -> GatewayProcess:
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen([GATEWAY, "run", "--config", str(self.config_path)], cwd=ROOT,
                                             env=self.env, stdout=log, stderr=subprocess.STDOUT)
+        return self
+
+    def wait_started(self, timeout: float = 60.0) -> GatewayProcess:
+        assert self.process is not None
         deadline = time.monotonic() + timeout
         while "gateway started" not in self.log_text():
             assert self.process.poll() is None, f"gateway exited on start:\n{self.log_text()}"

@@ -1,14 +1,14 @@
 """reply safety: what each mail provided (steps, screenshot) and the digests of its screenshot-sized images
 
 Revision ID: 0002_reply_safety
-Revises: 0003_quarantine (the head when this was written; one linear chain, no second head)
+Revises: 0002
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0002_reply_safety'
-down_revision = '0003_quarantine'
+down_revision = '0002'
 branch_labels = None
 depends_on = None
 

@@ -1,0 +1,110 @@
+"""Bounces, DSNs, feedback reports and auto-replies from real corpora (../shared/data/mail/) get no auto-reply.
+
+Every message goes through the real pipeline (store_raw + Processor) under the hardest settings: every
+category needs steps and a screenshot (so completeness never says "nothing missing"), the category model
+never abstains, our mailbox is added to Cc and no envelope sender is known (as for fetched mail, so only the
+message's own Return-Path/From and headers count). Only the loop guard stands between them and a reply.
+"""
+from __future__ import annotations
+
+import json
+import re
+import tarfile
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from classifier.taxonomy import CATEGORIES
+from gateway.config import parse_config
+from gateway.processor import Processor
+from gateway.storage.db import Database
+from gateway.storage.models import Decision, Message, OutboxItem, OutboxKind
+from gateway.storage.store import store_raw
+from tests.conftest import ROOT, shipped_config_data
+
+MAIL_DATA = ROOT.parent / "shared" / "data" / "mail"
+MAILBOX = "support@tessaro.example"
+WHOLE_CORPORA = ("sisimai-set-of-emails", "flufl-bounce")
+OTHER_CORPORA = ("flanker", "imap-tools", "mail-parser", "spamassassin")
+AUTOMATED_LABELS = {"bounce", "complaints", "feedback-report", "auto-reply", "multipart_report_emails"}
+#: subjects that only machines write (for the large SpamAssassin ham/spam corpus, whose labels say nothing)
+MACHINE_SUBJECT = re.compile(r"^(returned mail|undeliverable|mail delivery fail|delivery status notification|"
+                             r"failure notice|out of (the )?office|auto(matic)?[- ]?(reply|response)|cron <)", re.I)
+HUMAN_INCIDENT = (b"From: Jan de Vries <jan@example.org>\r\nTo: support@tessaro.example\r\n"
+                  b"Subject: Error when saving a candidate\r\nMessage-ID: <corpus-control@example.org>\r\n\r\n"
+                  b"Hi, since this morning I get the error 'Save failed (code 500)' when I save a candidate.\r\n")
+
+
+def is_automated(row: dict[str, Any]) -> bool:
+    """Index rows of the machine-written messages (the index's own labels and decoded headers); sisimai's
+    three ``not-bounce`` files are a person's mail and may be answered."""
+    if row["label"] == "not-bounce":
+        return False
+    if row["source"] in WHOLE_CORPORA or row["label"] in AUTOMATED_LABELS:
+        return True
+    if (row.get("auto_submitted") or "no").lower() != "no":
+        return True
+    return bool(row.get("report_type")) or row.get("content_type") == "multipart/report" or bool(
+        MACHINE_SUBJECT.search(row.get("subject") or ""))
+
+
+@pytest.fixture(scope="session")
+def automated_mail(tmp_path_factory: pytest.TempPathFactory) -> list[tuple[str, bytes]]:
+    """(member name, raw bytes) of every machine-written message, extracted to a temporary directory."""
+    target = tmp_path_factory.mktemp("corpora")
+    found = []
+    for source in (*WHOLE_CORPORA, *OTHER_CORPORA):
+        rows = [json.loads(line) for line in (MAIL_DATA / f"{source}.index.jsonl").read_text().splitlines()]
+        wanted = {r["file"] for r in rows if is_automated(r) and r["file"].endswith(".eml")}
+        with tarfile.open(MAIL_DATA / f"{source}.tar.gz") as archive:
+            members = [m for m in archive.getmembers() if m.name in wanted]
+            archive.extractall(target, members=members, filter="data")
+        found += [(name, (target / name).read_bytes()) for name in sorted(wanted)]
+    return found
+
+
+def addressed_to_us(raw: bytes) -> bytes:
+    """The message with our mailbox in an added Cc header, in the message's own line ending."""
+    newline = b"\r\n" if b"\r\n" in raw[:2000] else b"\r" if b"\n" not in raw[:2000] else b"\n"
+    return b"Cc: " + MAILBOX.encode() + newline + raw
+
+
+def test_the_selection_covers_every_bounce_and_auto_reply(automated_mail) -> None:
+    names = Counter(name.split("/")[0] for name, _ in automated_mail)
+    assert names["sisimai-set-of-emails"] == 832 - 3 and names["flufl-bounce"] == 103
+    assert names["flanker"] >= 12 and names["imap-tools"] >= 5 and names["spamassassin"] >= 5
+
+
+def test_no_bounce_report_or_auto_reply_is_answered(automated_mail, tmp_path: Path, shipped_model) -> None:
+    data = shipped_config_data(tmp_path)
+    data["completeness"]["require"] = {category: ["steps", "screenshot"] for category in CATEGORIES}
+    data["classifier"]["abstain_threshold"] = 0.0
+    config = parse_config(data)
+    database = Database(config.gateway.database)
+    database.upgrade()
+    started = time.monotonic()
+    stored = {store_raw(database, addressed_to_us(raw), mailbox=MAILBOX, source="imap", envelope_from=None).public_id
+              for _, raw in automated_mail}  # a set: the same bytes in two corpora are stored once
+    store_raw(database, HUMAN_INCIDENT, mailbox=MAILBOX, source="imap", envelope_from=None)  # the control
+    processor = Processor(database, config, shipped_model)
+    try:
+        while processor.run_once(batch=200):
+            pass
+    finally:
+        processor.close()
+    elapsed = time.monotonic() - started
+    with database.session() as session:
+        rows = session.execute(select(Message.header_message_id, Decision.auto_reply, Decision.auto_reply_reason,
+                                      Decision.missing).join(Decision, Decision.message_id == Message.id)).all()
+        replied_to = session.scalars(select(Message.header_message_id).join(
+            OutboxItem, OutboxItem.message_id == Message.id).where(OutboxItem.kind == OutboxKind.REPLY)).all()
+    database.dispose()
+    assert len(rows) == len(stored) + 1, "every stored message must be decided (none quarantined)"
+    assert replied_to == ["<corpus-control@example.org>"], "only the human control mail may be answered"
+    assert all(missing for *_, missing in rows), "with everything required, only the loop guard may stop a reply"
+    reasons = Counter(reason.split(";")[0].split(" ")[0] for _, auto, reason, _ in rows if not auto)
+    print(f"\n{len(rows)} messages in {elapsed:.1f} s; first guard reason: {dict(reasons.most_common(8))}")
