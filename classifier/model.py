@@ -11,11 +11,12 @@ from typing import Any
 
 import numpy as np
 from sklearn.calibration import CalibratedClassifierCV
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
+
+from classifier.features import CompactTfidfVectorizer
 
 CANDIDATES = ("svm", "logreg")
 CALIBRATION_FOLDS = 5
@@ -33,9 +34,9 @@ def build_features() -> FeatureUnion:
     """Word 1–2-grams and char_wb 2–5-grams (sublinear TF-IDF); min_df=2 keeps the vocabulary small."""
     return FeatureUnion(
         [
-            ("words", TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32)),
-            ("chars", TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True,
-                                      dtype=np.float32)),
+            ("words", CompactTfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32)),
+            ("chars", CompactTfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True,
+                                             dtype=np.float32)),
         ]
     )
 
@@ -49,10 +50,10 @@ def build_classifier(name: str, seed: int = 0) -> CalibratedClassifierCV:
     if name == "svm":
         base: Any = LinearSVC(C=0.5, random_state=seed)
     elif name == "logreg":
-        base = LogisticRegression(C=20.0, max_iter=1000, random_state=seed)
+        base = LogisticRegression(C=30.0, tol=1e-3, max_iter=300, random_state=seed)
     else:
         raise ValueError(f"unknown candidate {name!r}; choose one of {', '.join(CANDIDATES)}")
-    return CalibratedClassifierCV(base, cv=calibration_folds(seed), method="sigmoid", n_jobs=CALIBRATION_FOLDS)
+    return CalibratedClassifierCV(base, cv=calibration_folds(seed), method="sigmoid")
 
 
 def build_candidate(name: str, seed: int = 0) -> Pipeline:

@@ -33,6 +33,7 @@ AUXILIARY_MODELS = frozenset({"steps"})
 #: Types a model file may contain beyond skops' defaults; anything else is refused on load.
 TRUSTED_TYPES = frozenset(
     {
+        "classifier.features.CompactTfidfVectorizer",
         "sklearn.calibration._CalibratedClassifier",
         "sklearn.calibration._SigmoidCalibration",
         "sklearn.isotonic.IsotonicRegression",
@@ -76,7 +77,7 @@ def save_model(models_dir: Path, pipeline: Pipeline, metadata: dict[str, Any]) -
         raise ModelError(f"model version {version} already exists in {models_dir}")
     staging = models_dir / f"tmp-{version}"
     staging.mkdir(parents=True)
-    sio.dump(pipeline, staging / ARTIFACT, compression=zipfile.ZIP_DEFLATED, compresslevel=9)
+    sio.dump(pipeline, staging / ARTIFACT, compression=zipfile.ZIP_DEFLATED, compresslevel=6)
     metadata = {**metadata, "sha256": sha256_of(staging / ARTIFACT)}
     (staging / METADATA).write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     os.replace(staging, final)
@@ -101,7 +102,10 @@ def load_model(models_dir: Path, version: str | None = None) -> CategoryModel:
     actual = sha256_of(artifact)
     if actual != metadata.get("sha256"):
         raise ModelError(f"model {version}: checksum mismatch ({actual[:12]}… ≠ {str(metadata.get('sha256'))[:12]}…); refusing a tampered file")
-    untrusted = set(sio.get_untrusted_types(file=artifact))
+    try:
+        untrusted = set(sio.get_untrusted_types(file=artifact))
+    except Exception as exc:  # noqa: BLE001 - an incompatible artifact may fail in many ways
+        raise ModelError(f"model {version}: not a readable skops file ({type(exc).__name__}: {exc})") from None
     strangers = sorted(untrusted - TRUSTED_TYPES)
     if strangers:
         raise ModelError(f"model {version}: refusing untrusted types {', '.join(strangers)}")

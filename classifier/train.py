@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import sklearn
-from joblib import parallel_config
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 from sklearn.pipeline import Pipeline
@@ -63,23 +62,24 @@ def out_of_fold_proba(classifier: CalibratedClassifierCV, features: Any, labels:
 
 def fit_candidates(train: Sequence[Labelled], candidates: Sequence[str], seed: int = 0,
                    progress: Callable[[str], None] = lambda step: None) -> list[Fitted]:
-    """Fit every candidate on ``train``; each gets its out-of-fold macro-F1 and abstain threshold."""
+    """Fit every candidate on ``train``; each gets its out-of-fold macro-F1 and abstain threshold.
+
+    ``progress`` is called with the name of each finished stage (``features``, then each candidate)."""
     texts = [e.text for e in train]
     labels = np.array([e.category for e in train])
-    progress("features")
     features = build_features()
     matrix = features.fit_transform(texts)
+    progress("features")
     fitted = []
     for name in candidates:
-        progress(name)
-        with parallel_config(backend="threading"):  # liblinear/lbfgs release the GIL; no copies of the matrix
-            classifier = build_classifier(name, seed).fit(matrix, labels)
+        classifier = build_classifier(name, seed).fit(matrix, labels)
         oof = out_of_fold_proba(classifier, matrix, labels)
         predicted = classifier.classes_[oof.argmax(axis=1)]
         threshold = choose_threshold(oof.max(axis=1), predicted == labels)
         cv_f1 = round(float(f1_score(labels, predicted, average="macro")), 4)
         pipeline = Pipeline([("features", features), ("classifier", classifier)])
         fitted.append(Fitted(name, pipeline, threshold, cv_f1))
+        progress(name)
     return fitted
 
 

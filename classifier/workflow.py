@@ -37,22 +37,20 @@ def train_version(data_dir: Path, models_dir: Path, *, candidate: str = "best", 
     train = labelled(train_part) + list(extra)
     names = CANDIDATES if candidate == "best" else (candidate,)
     with tqdm(total=len(names) + 3, desc="training", unit="step") as bar:
-        def step(name: str) -> None:
-            bar.set_postfix_str(name)
+        def step(done: str) -> None:
+            bar.set_postfix_str(f"{done} done")
             bar.update()
 
         fitted = fit_candidates(train, names, seed, progress=step)
         chosen = max(fitted, key=lambda f: f.cv_macro_f1)  # ties keep the first (svm: faster)
-        bar.set_postfix_str("frozen test")
         metrics = score(chosen.pipeline, chosen.threshold, labelled(test_part))
         metrics["candidates_cv_macro_f1"] = {f.candidate: f.cv_macro_f1 for f in fitted}
-        bar.update()
+        step("frozen test")
         data = {"corpus_files": files_digest(data_dir), "train_count": len(train_part),
                 "test_count": len(test_part), "extra_count": len(extra)}
         metadata = metadata_for(chosen, seed, metrics, data)
-        bar.set_postfix_str("saving")
         path = save_model(models_dir, chosen.pipeline, metadata)
-        bar.update()
+        step("save")
     promoted, reason = _maybe_promote(models_dir, data_dir, metadata["version"], promote=promote, force=force)
     return Trained(metadata["version"], path, metrics, promoted, reason)
 

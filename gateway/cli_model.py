@@ -99,16 +99,14 @@ def model_list(config: ConfigOption = DEFAULT_CONFIG) -> None:
 
 
 @model_app.command("promote")
-def model_promote(version: str, config: ConfigOption = DEFAULT_CONFIG,
+def model_promote(version: str, config: ConfigOption = DEFAULT_CONFIG, data: DataOption = CORPUS_DIR,
                   force: Annotated[bool, typer.Option(help="Promote even if worse on the frozen test set.")] = False) -> None:
-    """Make VERSION current (refused if worse than the current model, unless --force)."""
-    from classifier.registry import load_model
+    """Make VERSION current (refused if it does not load, or scores worse than the current model, unless --force)."""
     from classifier.workflow import promote_version
 
     models_dir = load_or_exit(config, check_secrets=False).classifier.models_dir
     try:
-        load_model(models_dir, version)  # never promote a file that would not load
-        promote_version(models_dir, version, force=force)
+        promote_version(models_dir, version, data, force=force)
     except ModelError as exc:
         raise _fail(exc) from None
     typer.echo(f"current model is now {version}")

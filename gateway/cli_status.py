@@ -22,7 +22,7 @@ def gather_status(session: Session, config: GatewayConfig) -> dict[str, Any]:
     """Per mailbox: source, progress, backlog and health; outbox and quarantine counts."""
     states = {row.mailbox: row for row in session.scalars(select(MailboxState))}
     backlog = dict(session.execute(select(Message.mailbox, func.count()).where(Message.state.in_(WAITING))
-                                   .group_by(Message.mailbox)).tuples().all())
+                                   .group_by(Message.mailbox)).all())
     mailboxes = []
     for box in config.mailboxes:
         state = states.get(box.address)
@@ -34,7 +34,7 @@ def gather_status(session: Session, config: GatewayConfig) -> dict[str, Any]:
             "backlog": backlog.get(box.address, 0), "consecutive_failures": failures,
             "last_error": state.last_error if state else None, "healthy": failures < UNHEALTHY_AFTER,
         })
-    outbox = dict(session.execute(select(OutboxItem.state, func.count()).group_by(OutboxItem.state)).tuples().all())
+    outbox = dict(session.execute(select(OutboxItem.state, func.count()).group_by(OutboxItem.state)).all())
     dead = session.execute(select(OutboxItem.key, OutboxItem.target, OutboxItem.attempts, OutboxItem.last_error)
                            .where(OutboxItem.state == OutboxState.DEAD).order_by(OutboxItem.id)).all()
     quarantined = session.scalar(select(func.count()).select_from(Message)

@@ -59,7 +59,7 @@ def _serve(conn: Connection, model: CategoryModel, memory_mb: int, stage: ctypes
         except EOFError:
             return
         used = resource.getrusage(resource.RUSAGE_SELF)
-        cpu_limit = math.ceil(used.ru_utime + used.ru_stime + config.limits.parse_timeout) + 1
+        cpu_limit = math.ceil(used.ru_utime + used.ru_stime + config.limits.parse_cpu_seconds)
         resource.setrlimit(resource.RLIMIT_CPU, (cpu_limit, resource.getrlimit(resource.RLIMIT_CPU)[1]))
         try:
             kind, payload = "ok", analyse(config, model, raw, enter=enter)
@@ -101,7 +101,7 @@ class Worker:
                                           "(limits.parse_timeout)")
             kind, payload, resident = self.conn.recv()
         except (EOFError, OSError):
-            return self._died(timeout)
+            return self._died(config.limits.parse_cpu_seconds)
         if resident is None:  # out of memory: the worker has exited by itself
             self.process.join(5)
         else:
@@ -111,11 +111,12 @@ class Worker:
                 self.stop()
         return ParseLimitExceeded(*payload) if kind == "limit" else payload
 
-    def _died(self, timeout: float) -> Outcome:
+    def _died(self, cpu_seconds: int) -> Outcome:
         self.process.join(5)
         code = self.process.exitcode
         if code == -signal.SIGXCPU:
-            return ParseLimitExceeded("parse-time", f"used more than {timeout:g} CPU seconds (limits.parse_timeout)")
+            return ParseLimitExceeded("parse-time", f"used more than {cpu_seconds} CPU seconds "
+                                      "(limits.parse_cpu_seconds)")
         cause = signal.Signals(-code).name if code is not None and code < 0 else f"exit code {code}"
         stage = STAGES[self.stage.value]
         log.warning("worker died", cause=cause, stage=stage)

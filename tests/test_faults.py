@@ -4,16 +4,12 @@ and every message delivered exactly once.
 """
 from __future__ import annotations
 
-import errno
-from email import message_from_bytes
 import smtplib
 import sqlite3
-import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
+from email import message_from_bytes
 from pathlib import Path
 
 import pytest
@@ -21,10 +17,14 @@ from sqlalchemy import select
 from structlog.testing import capture_logs
 
 from gateway.config import parse_config
+from gateway.delivery.outbox import OutboxWorker
+from gateway.processor import Processor
 from gateway.runner import Gateway
 from gateway.storage.db import Database
 from gateway.storage.models import Message, MessageState, OutboxItem, OutboxState
+from gateway.storage.store import store_raw
 from tests.delivery_helpers import delivered_files, headers_of, mail, wait_for_delivered
+from tests.servers.full_disk import fill, small_filesystem
 from tests.servers.gateway_process import GatewayProcess, write_config
 from tests.servers.postgres import PostgresServer
 from tests.servers.smtp_sink import SmtpSink
@@ -57,30 +57,6 @@ def delivered_ids(root: Path) -> Counter[str]:
 def outbox_rows(gateway: Gateway) -> list[OutboxItem]:
     with gateway.db.session() as session:
         return list(session.scalars(select(OutboxItem).order_by(OutboxItem.id)))
-
-
-@contextmanager
-def small_filesystem(path: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted at ``path`` (needs root, like the Dovecot and PostgreSQL fixtures)."""
-    path.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)], check=True,
-                   capture_output=True)
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "--lazy", str(path)], check=False, capture_output=True)
-
-
-def fill(directory: Path) -> Path:
-    """Write zeros into ``directory`` until the file system reports ENOSPC; returns the filler file."""
-    filler = directory / "filler"
-    with open(filler, "wb", buffering=0) as handle:
-        try:
-            while True:
-                handle.write(b"\0" * 4096)
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC, exc
-    return filler
 
 
 def test_locked_database_answers_451_workers_retry_and_everything_recovers(config_data, start_gateway, tmp_path) -> None:
@@ -274,3 +250,27 @@ def test_sigterm_mid_traffic_loses_and_duplicates_nothing(config_data, tmp_path)
             assert set(session.scalars(select(OutboxItem.state))) == {OutboxState.DONE}
     finally:
         database.dispose()
+
+
+def test_an_outbox_told_to_stop_hands_claimed_items_back_for_the_next_instance(config_data, database, shipped_model,
+                                                                               smtp_sink) -> None:
+    config_data["roles"] = {role: {"smtp": f"{role}@tessaro.example"} for role in config_data["roles"]}
+    config_data["outbound"]["relay"] = {"host": "127.0.0.1", "port": smtp_sink.port}
+    config = parse_config(config_data)
+    for n in range(3):
+        store_raw(database, invoice(n), mailbox="support@tessaro.example", source="smtp")
+    processor = Processor(database, config, shipped_model)
+    try:
+        assert processor.run_once() == 3
+    finally:
+        processor.close()
+    stopping = threading.Event()
+    stopping.set()  # SIGTERM arrived while the batch was being claimed
+    assert OutboxWorker(database, config, stopping=stopping).run_once() == 0
+    assert smtp_sink.received == []
+    with database.session() as session:
+        rows = list(session.scalars(select(OutboxItem)))
+    assert [(r.state, r.attempts) for r in rows] == [(OutboxState.PENDING, 0)] * 3
+    assert OutboxWorker(database, config).run_once() == 3  # at once, not after the claim lease
+    assert len(smtp_sink.received) == 3
+

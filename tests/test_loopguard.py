@@ -1,21 +1,27 @@
 """The loop guard: every "never reply to" case of the issue, forged-sender protection, persisted rate limits."""
 from __future__ import annotations
 
+import asyncio
+import email
+import smtplib
+import time
+from dataclasses import dataclass, field
 from email.message import EmailMessage
-from email.policy import SMTP
+from email.policy import SMTP, default
+from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from aiosmtpd.controller import Controller
+from sqlalchemy import func, select
 
 from classifier.taxonomy import CATEGORIES
 from gateway.config import parse_config
 from gateway.parsing import parse
-from gateway.processor import Processor
 from gateway.replies.loopguard import reasons_not_to_reply
 from gateway.storage.db import Database
-from gateway.storage.models import Decision, Message
-from gateway.storage.store import store_raw
+from gateway.storage.models import Decision, OutboxItem, OutboxKind
+from tests.conftest import free_port, shipped_config_data
 
 OURS = frozenset({"support@tessaro.example", "service@tessaro.example"})
 LOOP_ID = "tessaro-mail-gateway"
@@ -39,7 +45,7 @@ def reasons(raw: bytes, envelope_from: str | None = "anna@example.org") -> list[
     return reasons_not_to_reply(parse(raw), envelope_from, OURS, LOOP_ID, AUTHSERV)
 
 
-def test_a_persons_mail_may_be_answered() -> None:
+def test_a_person_s_mail_may_be_answered() -> None:
     assert reasons(human_mail()) == []
     assert reasons(human_mail(Auto_Submitted="no", X_Loop="helpdesk.example.org")) == []
 
@@ -90,7 +96,7 @@ def test_an_hr_product_s_own_words_are_no_vacation_reply(subject: str) -> None:
 
 
 @pytest.mark.parametrize("results", [
-    f"other-mx.example.org; dmarc=fail header.from=example.org",  # not our server: the sender may have written it
+    "other-mx.example.org; dmarc=fail header.from=example.org",  # not our server: the sender may have written it
     f"{AUTHSERV}; spf=softfail smtp.mailfrom=example.org",
     f"{AUTHSERV}; dkim=pass (spf=fail was seen upstream) header.d=example.org",
 ])
@@ -113,7 +119,7 @@ def test_delivery_reports_by_content_type() -> None:
     assert "delivery or read report" in reasons(report.as_bytes(policy=SMTP), "mail@mx.example.org")
 
 
-# ----- rate limits, persisted in the database -----
+# ----- helpers for tests that decide through the real pipeline -----
 
 def strict_config(config_data: dict[str, Any], **auto_reply: Any) -> Any:
     """Every category needs steps and a screenshot and the model never abstains: only the limits decide."""
@@ -123,48 +129,82 @@ def strict_config(config_data: dict[str, Any], **auto_reply: Any) -> Any:
     return parse_config(config_data)
 
 
-def run(database: Database, config: Any, model: Any, raws: list[bytes]) -> list[tuple[bool, str]]:
-    """Store and decide ``raws`` in order; (auto_reply, reason) of each."""
-    ids = [store_raw(database, raw, mailbox="support@tessaro.example", source="smtp",
-                     envelope_from="anna@example.org").public_id for raw in raws]
-    processor = Processor(database, config, model)
-    try:
-        processor.run_once()
-    finally:
-        processor.close()
+# ----- two mail systems answering each other through real SMTP -----
+
+def conversation(database: Database) -> tuple[int, list[str]]:
+    """(automatic replies planned, why each decided message was or was not answered)."""
     with database.session() as session:
-        rows = dict(session.execute(select(Message.public_id, Decision).join(Decision)).all())
-        return [(rows[i].auto_reply, rows[i].auto_reply_reason) for i in ids]
+        replies = session.scalar(select(func.count()).select_from(OutboxItem).where(OutboxItem.kind == OutboxKind.REPLY))
+        reasons = session.scalars(select(Decision.auto_reply_reason).order_by(Decision.message_id)).all()
+    return int(replies or 0), list(reasons)
 
 
-TOPICS = ["Export bricht ab", "Kontakt lässt sich nicht speichern", "Kalender zeigt nichts", "Suche findet nichts",
-          "Dashboard bleibt leer"]
+def settle(check: Any, timeout: float = 20.0, quiet: float = 2.0) -> None:
+    """Wait until ``check()`` holds, then for ``quiet`` seconds more in which a loop would show itself."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "the conversation did not reach the expected state"
+        time.sleep(0.05)
+    time.sleep(quiet)
 
 
-def test_at_most_n_replies_per_sender_per_day_even_after_a_restart(config_data, shipped_model) -> None:
-    config = strict_config(config_data, max_per_sender_per_day=2)
-    mails = [human_mail(topic, f"{topic}: seit heute Morgen, bitte prüfen.", Message_ID=f"<rate-{i}@example.org>")
-             for i, topic in enumerate(TOPICS)]
-    database = Database(config.gateway.database)
-    database.upgrade()
-    first = run(database, config, shipped_model, mails[:3])
-    database.dispose()
-    restarted = Database(config.gateway.database)  # a new process: only the database remembers
-    later = run(restarted, config, shipped_model, mails[3:])
-    restarted.dispose()
-    assert [reply for reply, _ in first + later] == [True, True, False, False, False]
-    assert all(reason.startswith("rate limit: 2 automatic replies") for _, reason in first[2:] + later)
+def send(port: int, raw: bytes, sender: str, recipient: str) -> None:
+    with smtplib.SMTP("127.0.0.1", port, timeout=10) as client:
+        assert client.sendmail(sender, [recipient], raw) == {}
 
 
-def test_one_completeness_reply_per_thread(config_data, shipped_model) -> None:
-    config = strict_config(config_data)
-    database = Database(config.gateway.database)
-    database.upgrade()
-    opening = human_mail("Export bricht ab", Message_ID="<thread-1@example.org>")
-    follow_up = human_mail("Re: Export bricht ab", "Es passiert bei jeder Stelle, auch bei kleinen.",
-                           Message_ID="<thread-2@example.org>",
-                           In_Reply_To="<thread-1@example.org>", References="<thread-1@example.org>")
-    result = run(database, config, shipped_model, [opening]) + run(database, config, shipped_model, [follow_up])
-    database.dispose()
-    assert result[0][0] is True
-    assert result[1] == (False, "thread already got an automatic reply")
+def test_two_gateways_mailing_each_other_reply_once_each_then_fall_silent(tmp_path: Path, start_gateway) -> None:
+    names, data = ("alpha", "beta"), {}
+    for name in names:
+        data[name] = shipped_config_data(tmp_path / name)
+        data[name]["mailboxes"] = [{"address": f"support@{name}.example", "source": "smtp", "phase": "live"}]
+        data[name]["auto_reply"]["loop_id"] = f"{name}-gateway"  # different loop ids: X-Loop does not help here
+    for name, other in zip(names, reversed(names)):
+        data[name]["outbound"]["relay"] = {"host": "127.0.0.1", "port": data[other]["smtp"]["port"]}
+    gateways = {name: start_gateway(strict_config(data[name])) for name in names}
+    for name, other in zip(names, reversed(names)):  # someone at each side writes to the other side
+        raw = human_mail(f"Export bricht ab ({other})", f"Seit heute bricht der Export ab ({other}).",
+                         From=f"support@{other}.example", To=f"support@{name}.example",
+                         Message_ID=f"<kickoff-{other}@{other}.example>")
+        send(gateways[name].smtp.bound_port, raw, f"support@{other}.example", f"support@{name}.example")
+    settle(lambda: all(len(conversation(g.db)[1]) == 2 for g in gateways.values()))
+    for gateway in gateways.values():
+        replies, (kickoff, answer) = conversation(gateway.db)
+        assert replies == 1 and kickoff == "missing steps, screenshot" and answer.startswith("Auto-Submitted")
+
+
+@dataclass
+class NaiveResponder:
+    """Answers every mail to its From address, with no Auto-Submitted, no threading headers: a naive robot."""
+
+    gateway_port: int = 0
+    received: list[bytes] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        original = email.message_from_bytes(envelope.original_content, policy=default)
+        self.received.append(envelope.original_content)
+        answer = EmailMessage()
+        answer["From"], answer["To"] = "bot@naive.example", original["From"]
+        answer["Subject"], answer["Message-ID"] = f"Re: {original['Subject']}", f"<naive-{len(self.received)}@x>"
+        answer.set_content("Thank you for your e-mail. We will get back to you as soon as possible.")
+        asyncio.get_running_loop().run_in_executor(None, send, self.gateway_port, answer.as_bytes(policy=SMTP),
+                                                   "bot@naive.example", str(original["From"]))
+        return "250 2.0.0 OK"
+
+
+def test_a_naive_autoresponder_gets_one_reply_then_silence(config_data, start_gateway) -> None:
+    responder = NaiveResponder()
+    port = free_port()
+    controller = Controller(responder, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        config_data["outbound"]["relay"] = {"host": "127.0.0.1", "port": port}
+        gateway = start_gateway(strict_config(config_data))
+        responder.gateway_port = gateway.smtp.bound_port
+        kickoff = human_mail("Export bricht ab", "Seit heute bricht der Export ab.", From="bot@naive.example")
+        send(gateway.smtp.bound_port, kickoff, "bot@naive.example", "support@tessaro.example")
+        settle(lambda: len(conversation(gateway.db)[1]) == 2)
+        assert conversation(gateway.db) == (1, ["missing steps, screenshot", "thread already got an automatic reply"])
+        assert len(responder.received) == 1
+    finally:
+        controller.stop()

@@ -85,6 +85,7 @@ def outcomes(database: Database) -> tuple[collections.Counter[str], list[tuple[M
     return counts, unparsed
 
 
+@pytest.mark.timeout(900)
 def test_every_corpus_message_is_delivered_or_quarantined(config_data: dict[str, Any], shipped_model: CategoryModel,
                                                           fast_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config_data["gateway"]["database"] = f"sqlite:///{fast_dir / 'gateway.db'}"

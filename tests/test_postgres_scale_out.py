@@ -74,7 +74,7 @@ def test_migrations_run_concurrently_and_the_pipeline_works_on_postgres(postgres
 def test_deciding_instances_skip_a_message_another_instance_holds(postgres_url, config, shipped_model) -> None:
     dbs = [Database(postgres_url) for _ in range(4)]
     dbs[0].upgrade()
-    ids = stored(dbs[0], 30)
+    ids = stored(dbs[0], 15)
     processors = [Processor(db, config, shipped_model) for db in dbs[:3]]
     holder = dbs[3].engine.connect()
     holder.execute(select(Message.id).where(Message.id == ids[0]).with_for_update())  # another instance is on it
@@ -89,8 +89,8 @@ def test_deciding_instances_skip_a_message_another_instance_holds(postgres_url, 
             processor.close()
     with dbs[0].session() as session:
         states = Counter(session.scalars(select(Message.state)))
-        assert states == {MessageState.DECIDED: 29, MessageState.RECEIVED: 1}
-        assert session.scalar(select(func.count()).select_from(Decision)) == 29
+        assert states == {MessageState.DECIDED: 14, MessageState.RECEIVED: 1}
+        assert session.scalar(select(func.count()).select_from(Decision)) == 14
         assert session.scalar(select(func.max(Message.attempts))) == 0  # no instance decided a message twice
     for db in dbs:
         db.dispose()

@@ -3,7 +3,8 @@
 Every message goes through the real pipeline (store_raw + Processor) under the hardest settings: every
 category needs steps and a screenshot (so completeness never says "nothing missing"), the category model
 never abstains, our mailbox is added to Cc and no envelope sender is known (as for fetched mail, so only the
-message's own Return-Path/From and headers count). Only the loop guard stands between them and a reply.
+message's own Return-Path/From and headers count) and repeated requests are not linked as duplicates. Only the
+loop guard stands between them and a reply.
 """
 from __future__ import annotations
 
@@ -83,6 +84,7 @@ def test_no_bounce_report_or_auto_reply_is_answered(automated_mail, tmp_path: Pa
     data = shipped_config_data(tmp_path)
     data["completeness"]["require"] = {category: ["steps", "screenshot"] for category in CATEGORIES}
     data["classifier"]["abstain_threshold"] = 0.0
+    data["routing"]["duplicate_window_hours"] = 0  # no "duplicate of" short cut before the loop guard
     config = parse_config(data)
     database = Database(config.gateway.database)
     database.upgrade()

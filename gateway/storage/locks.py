@@ -42,25 +42,27 @@ class MailboxLock:
         self.mailbox = mailbox
         self.key = lock_key(mailbox)
         self._connection: Connection | None = None
+        self._owned = False
 
     def acquire(self) -> bool:
         """Try once, without waiting; True if this instance owns the mailbox now."""
         if self.engine is None:
             return True
         try:
-            self._connection = self._connection or self.engine.connect()
-            if self._connection.execute(text("SELECT pg_try_advisory_lock(:key)"), {"key": self.key}).scalar():
-                return True
+            self._connection = self._connection or self.engine.connect()  # kept between tries: no connect churn
+            self._owned = bool(self._connection.execute(text("SELECT pg_try_advisory_lock(:key)"),
+                                                        {"key": self.key}).scalar())
+            return self._owned
         except Exception as exc:  # noqa: BLE001 - an unreachable database just means: not now
             log.debug("mailbox lock not reachable", mailbox=self.mailbox, error=f"{type(exc).__name__}: {exc}"[:300])
-        self.release()
-        return False
+            self.release()
+            return False
 
     def held(self) -> bool:
         """Whether the lock is still ours: its connection (and so the database session) is alive."""
         if self.engine is None:
             return True
-        if self._connection is None:
+        if self._connection is None or not self._owned:
             return False
         try:
             self._connection.execute(text("SELECT 1"))
@@ -70,7 +72,7 @@ class MailboxLock:
 
     def release(self) -> None:
         """Give the mailbox up: closing the session drops the lock."""
-        connection, self._connection = self._connection, None
+        connection, self._connection, self._owned = self._connection, None, False
         if connection is not None:
             with suppress(Exception):
                 connection.close()
@@ -106,11 +108,14 @@ class MailboxOwner:
         self.owns = False
 
     def run(self) -> None:
-        while not self.stopping.is_set():
-            if self.lock.acquire():
-                self._read_while_owned()
-            else:
-                self.stopping.wait(self.check_every)
+        try:
+            while not self.stopping.is_set():
+                if self.lock.acquire():
+                    self._read_while_owned()
+                else:
+                    self.stopping.wait(self.check_every)
+        finally:
+            self.lock.release()
 
     def _read_while_owned(self) -> None:
         log.info("mailbox owned", mailbox=self.lock.mailbox, instance=INSTANCE)

@@ -1,0 +1,178 @@
+"""Model lifecycle through the real CLI: train (progress bar, metadata), eval (--json, --plot), list, promote
+(refused when worse unless --force), rollback, and refusal of tampered, untrusted or unreadable artifacts."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+import skops.io as sio
+import tomli_w
+from sklearn.ensemble import RandomForestClassifier
+
+from classifier.corpus import load_corpus, split
+from classifier.registry import ARTIFACT, METADATA, current_version, list_versions, load_model, save_model, sha256_of
+from classifier.train import fit_candidates, metadata_for, score
+from classifier.workflow import labelled
+from gateway.config import parse_config
+from gateway.errors import ModelError
+from gateway.runner import Gateway
+from gateway.storage.db import Database
+from tests.conftest import shipped_config_data
+
+GATEWAY = str(Path(sys.executable).parent / "gateway")
+
+
+def write_config(tmp: Path, models_dir: Path) -> Path:
+    data = shipped_config_data(tmp)
+    data["classifier"]["models_dir"] = str(models_dir)
+    path = tmp / "gateway.toml"
+    path.write_bytes(tomli_w.dumps(data).encode())
+    return path
+
+
+def gateway(*args: str, config: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([GATEWAY, *args, "--config", str(config)], capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """A models directory holding one version trained by ``gateway train`` (svm, seed 0)."""
+    tmp = tmp_path_factory.mktemp("trained")
+    result = gateway("train", "--candidate", "svm", "--seed", "0", config=write_config(tmp, tmp / "models"))
+    assert result.returncode == 0, result.stderr
+    return tmp / "models", result
+
+
+@pytest.fixture
+def models(trained: tuple[Path, Any], tmp_path: Path) -> tuple[Path, Path]:
+    """A private copy of the trained models directory and a config pointing at it."""
+    models_dir = tmp_path / "models"
+    shutil.copytree(trained[0], models_dir)
+    return models_dir, write_config(tmp_path, models_dir)
+
+
+def save_worse_model(models_dir: Path) -> str:
+    """A real but weaker model: the same pipeline trained on only 150 messages."""
+    train_part, test_part = split(load_corpus())
+    small = labelled(train_part)[::8][:150]
+    fitted = fit_candidates(small, ["svm"])[0]
+    metadata = metadata_for(fitted, 0, score(fitted.pipeline, fitted.threshold, labelled(test_part)), {})
+    metadata["version"] = "20000101-000000-svm"
+    save_model(models_dir, fitted.pipeline, metadata)
+    return metadata["version"]
+
+
+def test_train_writes_a_promoted_version_with_metadata_and_shows_progress(trained: tuple[Path, Any]) -> None:
+    models_dir, result = trained
+    assert "training" in result.stderr and "100%" in result.stderr  # the tqdm progress bar
+    (version,) = list_versions(models_dir)
+    assert current_version(models_dir) == version and "promoted to current" in result.stdout
+    meta = json.loads((models_dir / version / METADATA).read_text())
+    assert meta["sha256"] == sha256_of(models_dir / version / ARTIFACT)
+    assert meta["version"] == version and meta["candidate"] == "svm" and meta["sklearn_version"]
+    assert len(meta["classes"]) == 10 and 0 < meta["threshold"] < 1
+    assert meta["data"]["train_count"] + meta["data"]["test_count"] == len(load_corpus())
+    assert len(meta["data"]["corpus_files"]) == 6
+    assert meta["metrics"]["macro_f1"] >= 0.85 and set(meta["metrics"]["per_language_macro_f1"]) == {"de", "en", "nl"}
+    assert (models_dir / version / ARTIFACT).stat().st_size < 30 * 2**20
+
+
+def test_eval_prints_json_metrics_and_writes_the_confusion_matrix(models: tuple[Path, Path], tmp_path: Path) -> None:
+    models_dir, config = models
+    plot = tmp_path / "confusion.png"
+    result = gateway("eval", "--json", "--plot", str(plot), config=config)
+    assert result.returncode == 0, result.stderr
+    metrics = json.loads(result.stdout)
+    assert metrics["version"] == current_version(models_dir)
+    assert len(metrics["per_class"]) == 10 and set(metrics["per_language_macro_f1"]) == {"de", "en", "nl"}
+    assert 0 < metrics["coverage"] <= 1 and metrics["n"] == len(split(load_corpus())[1])
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+    table = gateway("eval", config=config)
+    assert "macro-F1" in table.stdout and "outage" in table.stdout and "coverage" in table.stdout
+
+
+def test_promotion_of_a_worse_model_is_refused_unless_forced_and_rollback_returns(models: tuple[Path, Path]) -> None:
+    models_dir, config = models
+    good = current_version(models_dir)
+    worse = save_worse_model(models_dir)
+    refused = gateway("model", "promote", worse, config=config)
+    assert refused.returncode == 1 and "worse than current" in refused.stderr and "--force" in refused.stderr
+    assert current_version(models_dir) == good
+    forced = gateway("model", "promote", worse, "--force", config=config)
+    assert forced.returncode == 0, forced.stderr
+    assert current_version(models_dir) == worse
+    listed = gateway("model", "list", config=config).stdout
+    assert f"* {worse}" in listed and f"  {good}" in listed
+    assert gateway("model", "rollback", config=config).returncode == 0
+    assert current_version(models_dir) == good
+    assert gateway("model", "rollback", config=config).returncode == 1  # nothing left to roll back to
+
+
+def tamper(models_dir: Path, version: str) -> str:
+    """A copy of ``version`` with one byte of its artifact changed (metadata untouched)."""
+    copy = "20000101-000001-svm"
+    shutil.copytree(models_dir / version, models_dir / copy)
+    artifact = models_dir / copy / ARTIFACT
+    data = bytearray(artifact.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    artifact.write_bytes(bytes(data))
+    return copy
+
+
+def test_a_tampered_artifact_is_refused_everywhere(models: tuple[Path, Path]) -> None:
+    models_dir, config = models
+    good = current_version(models_dir)
+    bad = tamper(models_dir, good)
+    with pytest.raises(ModelError, match="checksum mismatch"):
+        load_model(models_dir, bad)
+    promoted = gateway("model", "promote", bad, "--force", config=config)
+    assert promoted.returncode == 1 and "checksum mismatch" in promoted.stderr
+    assert current_version(models_dir) == good
+    evaluated = gateway("eval", "--model", bad, config=config)
+    assert evaluated.returncode == 1 and "refusing a tampered file" in evaluated.stderr
+
+
+def test_untrusted_types_and_unreadable_files_are_refused(models: tuple[Path, Path]) -> None:
+    models_dir, _ = models
+    stranger = save_model(models_dir, RandomForestClassifier(n_estimators=2).fit([[0], [1]], [0, 1]),
+                          {"version": "20000101-000002-svm"})
+    with pytest.raises(ModelError, match="untrusted types .*RandomForestClassifier"):
+        load_model(models_dir, stranger.name)
+    garbage = models_dir / "20000101-000003-svm"
+    garbage.mkdir()
+    (garbage / ARTIFACT).write_bytes(b"not a zip file at all")
+    (garbage / METADATA).write_text(json.dumps({"version": garbage.name, "sha256": sha256_of(garbage / ARTIFACT)}))
+    with pytest.raises(ModelError, match="not a readable skops file"):
+        load_model(models_dir, garbage.name)
+
+
+def test_the_running_gateway_keeps_its_model_when_the_promoted_one_is_tampered(models: tuple[Path, Path]) -> None:
+    models_dir, config_path = models
+    good = current_version(models_dir)
+    config = parse_config(shipped_config_data(config_path.parent) | {})
+    config_data = shipped_config_data(config_path.parent)
+    config_data["classifier"]["models_dir"] = str(models_dir)
+    config = parse_config(config_data)
+    gateway_ = Gateway(config, Database(config.gateway.database))
+    try:
+        assert gateway_.model_version == good
+        bad = tamper(models_dir, good)
+        (models_dir / "CURRENT").write_text(bad + "\n")  # as if someone copied a file in by hand
+        assert gateway_.reload(config_path) is True
+        assert gateway_.model_version == good
+        assert gateway_.processor.model.version == good
+    finally:
+        gateway_.db.dispose()
+
+
+def test_versions_ignore_other_directories_such_as_the_steps_model(models: tuple[Path, Path]) -> None:
+    models_dir, _ = models
+    (models_dir / "steps").mkdir()
+    (models_dir / "steps" / METADATA).write_text("{}")
+    (models_dir / "tmp-20000101-000000-svm").mkdir()
+    assert list_versions(models_dir) == [current_version(models_dir)]
