@@ -67,8 +67,7 @@ def prepare(text: str) -> str:
 
 
 def build_pipeline(seed: int = 0) -> Pipeline:
-    """An unfitted pipeline: hashed word 1–2-grams and char 2–5-grams (no vocabulary to store, so the artifact
-    stays small and loads fast), TF-IDF weighted, class-balanced logistic regression."""
+    """Hashed word 1–2- and char 2–5-grams (no vocabulary: a small file), TF-IDF, balanced logistic regression."""
     def hashed(**options: Any) -> Pipeline:
         return Pipeline([("hash", HashingVectorizer(n_features=HASH_FEATURES, alternate_sign=False, norm=None,
                                                     **options)),
@@ -245,7 +244,7 @@ def load_steps_model(directory: Path) -> StepsModel:
         raise ModelError(f"steps model: cannot read {directory / METADATA}: {exc}") from None
     if not artifact.is_file() or sha256_of(artifact) != metadata.get("sha256"):
         raise ModelError(f"steps model: {artifact} is missing or does not match its checksum")
-    strangers = sorted(set(sio.get_untrusted_types(file=artifact)) - TRUSTED_TYPES)
-    if strangers:
-        raise ModelError(f"steps model: refusing untrusted types {', '.join(strangers)}")
-    return StepsModel(sio.load(artifact, trusted=sorted(TRUSTED_TYPES)), metadata)
+    untrusted = set(sio.get_untrusted_types(file=artifact))
+    if untrusted - TRUSTED_TYPES:
+        raise ModelError(f"steps model: refusing untrusted types {', '.join(sorted(untrusted - TRUSTED_TYPES))}")
+    return StepsModel(sio.load(artifact, trusted=sorted(untrusted)), metadata)

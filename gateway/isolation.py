@@ -23,14 +23,17 @@ import structlog
 
 from classifier.model import CategoryModel
 from gateway.config.schema import GatewayConfig
-from gateway.errors import ParseLimitExceeded
-from gateway.pipeline import Analysis, analyse
+from gateway.errors import GatewayError, ParseLimitExceeded
+from gateway.parsing import parse
+from gateway.pipeline import Analysis, analyse, classify_text
 from gateway.quarantine import Failure, failure_from
 
 log = structlog.get_logger("gateway.isolation")
 Outcome = Analysis | ParseLimitExceeded | Failure
 STAGES = ("limits", "parse", "classify")
 _MiB = 1024 * 1024
+START_SECONDS = 60.0
+_WARM_UP = b"Subject: warm up\r\n\r\nLoad every lazily built table before the limits are set.\r\n"
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload([__name__])
@@ -46,9 +49,11 @@ def _memory() -> tuple[int, int]:
 def _serve(conn: Connection, model: CategoryModel, memory_mb: int, stage: ctypes.c_int) -> None:
     """A worker's life: set its limits, then analyse messages until the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the gateway, which then closes our pipe
+    classify_text(model, parse(_WARM_UP))  # what is loaded on first use counts into the start size
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     address_space, _ = _memory()
     resource.setrlimit(resource.RLIMIT_AS, (address_space + memory_mb * _MiB, resource.getrlimit(resource.RLIMIT_AS)[1]))
+    conn.send("ready")
 
     def enter(name: str) -> None:
         stage.value = STAGES.index(name)
@@ -87,9 +92,23 @@ class Worker:
                                         name="gateway-worker", daemon=True)
         self.process.start()
         child.close()
+        self.ready = False
         self.resident: int | None = None  # after the first message: grown by more than half the budget → retire
 
+    def _wait_until_ready(self) -> None:
+        try:
+            if self.conn.poll(START_SECONDS) and self.conn.recv() == "ready":
+                self.ready = True
+                return
+        except (EOFError, OSError):
+            pass
+        self.stop()
+        raise GatewayError(f"a worker process did not start within {START_SECONDS:g} s (exit code {self.process.exitcode})")
+
     def run(self, config: GatewayConfig, raw: bytes) -> Outcome:
+        """Analyse ``raw``: an :class:`Analysis`, the limit it exceeded, or why it failed."""
+        if not self.ready:
+            self._wait_until_ready()
         timeout = config.limits.parse_timeout
         self.stage.value = 0
         try:

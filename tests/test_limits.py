@@ -80,12 +80,12 @@ def test_limits_are_capped_and_configurable(config_data: dict[str, Any]) -> None
 def test_hand_made_hostile_mail_is_bounded(name: str, config_data: dict[str, Any], shipped_model: CategoryModel) -> None:
     build, limit = HOSTILE[name]
     raw = build()
-    started = time.monotonic()
+    started = time.process_time()  # CPU seconds: other processes on the machine do not count
     try:
         outcome: object = analyse(parse_config(config_data), shipped_model, raw)
     except ParseLimitExceeded as exc:
         outcome = exc
-    assert time.monotonic() - started < 5
+    assert time.process_time() - started < 3
     if limit is None:
         assert isinstance(outcome, Analysis)
         for attachment in outcome.mail.attachments:
