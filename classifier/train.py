@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import sklearn
+from joblib import parallel_config
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.metrics import f1_score, precision_recall_fscore_support
 from sklearn.pipeline import Pipeline
@@ -72,7 +73,8 @@ def fit_candidates(train: Sequence[Labelled], candidates: Sequence[str], seed: i
     progress("features")
     fitted = []
     for name in candidates:
-        classifier = build_classifier(name, seed).fit(matrix, labels)
+        with parallel_config(backend="threading", n_jobs=-1):  # the fold fits release the GIL; no matrix copies
+            classifier = build_classifier(name, seed).fit(matrix, labels)
         oof = out_of_fold_proba(classifier, matrix, labels)
         predicted = classifier.classes_[oof.argmax(axis=1)]
         threshold = choose_threshold(oof.max(axis=1), predicted == labels)

@@ -129,11 +129,16 @@ class _Scan:
                                      f"{self.limits.max_attachment_bytes} (limits.max_attachment_bytes)")
 
 
+def check_size(size: int, limits: Limits) -> None:
+    """The first, cheapest check: known from the stored size, before the bytes are even read."""
+    if size > limits.max_message_bytes:
+        raise ParseLimitExceeded("message-size", f"{size} bytes, more than {limits.max_message_bytes} "
+                                 "(limits.max_message_bytes)")
+
+
 def check_limits(raw: bytes, limits: Limits) -> Structure:
     """Measure ``raw``; raise :class:`ParseLimitExceeded` naming the first limit it exceeds."""
-    if len(raw) > limits.max_message_bytes:
-        raise ParseLimitExceeded("message-size", f"{len(raw)} bytes, more than {limits.max_message_bytes} "
-                                 "(limits.max_message_bytes)")
+    check_size(len(raw), limits)
     lines = raw.splitlines()
     longest = max(map(len, lines), default=0)
     if longest > limits.max_line_bytes:

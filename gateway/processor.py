@@ -22,6 +22,7 @@ from gateway.errors import GatewayError, ParseLimitExceeded
 from gateway.delivery.headers import gateway_headers, line_ending
 from gateway.metrics import DECISIONS, observe
 from gateway.isolation import Outcome, WorkerPool
+from gateway.limits import check_size
 from gateway.pipeline import Analysis, Decision, decide, ticket_token
 from gateway.quarantine import Failure, failure_from, record_failure, triage_unparsed
 from gateway.replies.loopguard import reply_address
@@ -74,9 +75,14 @@ class Processor:
 
     def analyse(self, message_id: int) -> Outcome | None:
         """Limits, parse and classify a waiting message in a worker process; None if it is not waiting any more."""
+        waiting = (db.Message.id == message_id, db.Message.state == db.MessageState.RECEIVED)
         with self.db.session() as session:
-            raw = session.scalar(select(db.Message.raw).where(db.Message.id == message_id,
-                                                              db.Message.state == db.MessageState.RECEIVED))
+            size = session.scalar(select(db.Message.size).where(*waiting))
+            try:
+                check_size(size or 0, self.config.limits)
+            except ParseLimitExceeded as exc:
+                return exc  # too big to be read at all: not worth a trip to a worker
+            raw = session.scalar(select(db.Message.raw).where(*waiting))
         if raw is None:
             return None
         with observe("analyse") as result:

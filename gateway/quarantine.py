@@ -105,12 +105,13 @@ def find_quarantined(session: Session, ident: str) -> tuple[db.Message, db.Quara
                                   db.QuarantineEntry.resolved_at.is_(None)).limit(2)).all()
     if len(rows) != 1:
         raise GatewayError(f"no quarantined message {ident!r}" if not rows else f"{ident!r} is ambiguous")
-    return rows[0].tuple()
+    message, entry = rows[0]
+    return message, entry
 
 
 def open_entries(session: Session) -> list[tuple[db.Message, db.QuarantineEntry]]:
     """Every message in quarantine now, oldest first."""
-    return [row.tuple() for row in session.execute(
+    return [(message, entry) for message, entry in session.execute(
         select(db.Message, db.QuarantineEntry).join(db.QuarantineEntry, db.QuarantineEntry.message_id == db.Message.id)
         .where(db.QuarantineEntry.resolved_at.is_(None)).order_by(db.QuarantineEntry.id))]
 

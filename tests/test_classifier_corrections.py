@@ -25,15 +25,15 @@ BODY = ("Hallo,\n\nwir möchten für unsere zwölf neuen Teamleiter eine Schulun
 
 def test_a_label_is_stored_with_who_and_when_and_the_next_training_uses_it(
         config_data: dict[str, Any], start_gateway: Any, tmp_path: Path) -> None:
+    config = parse_config(config_data)
+    gateway = start_gateway(config)  # with the shipped models; new versions are trained into tmp_path/models
     config_data["classifier"]["models_dir"] = str(tmp_path / "models")
     config_path = tmp_path / "gateway.toml"
     config_path.write_bytes(tomli_w.dumps(config_data).encode())
-    config = parse_config(config_data)
-    gateway = start_gateway(config)
     with smtplib.SMTP("127.0.0.1", gateway.smtp.bound_port, timeout=10) as client:
         client.sendmail("jana.roth@example.org", ["support@tessaro.example"],
                         mail("jana.roth@example.org", "Schulung für neue Teamleiter", BODY, "<label-1@example.org>"))
-    (delivered,) = wait_for_delivered(tmp_path, 1)
+    (delivered,) = wait_for_delivered(tmp_path, 1, timeout=60)  # the parse worker loads the model first
     public_id = headers_of(delivered)["X-Gateway-Message-Id"]
 
     cli = CliRunner()

@@ -135,5 +135,5 @@ def test_operator_lists_shows_retries_and_releases(database: Database, config_da
     assert state_of(database, released)[0].state == MessageState.DELIVERED
     [delivered] = [p for p in delivered_files(config.roles["triage"].maildir) if p.name.startswith(released)]
     error = email.message_from_bytes(delivered.read_bytes())["X-Gateway-Error"]
-    assert error.startswith("released from quarantine by olga: [decide] GatewayError: mailbox")
+    assert " ".join(error.split()).startswith("released from quarantine by olga: [decide] GatewayError: mailbox")
     assert gateway(config_file, "quarantine", "list").output == "0 quarantined\n"

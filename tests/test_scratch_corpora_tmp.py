@@ -85,14 +85,13 @@ def outcomes(database: Database) -> tuple[collections.Counter[str], list[tuple[M
     return counts, unparsed
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(3000)
 def test_every_corpus_message_is_delivered_or_quarantined(config_data: dict[str, Any], shipped_model: CategoryModel,
                                                           fast_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config_data["gateway"]["database"] = f"sqlite:///{fast_dir / 'gateway.db'}"
     for target in config_data["roles"].values():
         target["maildir"] = str(fast_dir / Path(target["maildir"]).name)
     config_data["outbound"]["maildir"] = str(fast_dir / "outgoing")
-    config_data["classifier"]["models_dir"] = "/tmp/hx/models"
     config = parse_config(config_data)
     database = Database(config.gateway.database)
     database.upgrade()
