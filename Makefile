@@ -35,6 +35,7 @@ model: $(BIN)/gateway          ## rebuild the shipped default model reproducibly
 bench: $(BIN)/gateway
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.classify
+	$(BIN)/python -m bench.hostile
 
 clean:
 	rm -rf var .pytest_cache

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Optional
 import typer
 
 from gateway.config import DEFAULT_CONFIG, GatewayConfig, Phase, load_config
-from gateway.errors import ConfigError, GatewayError
+from gateway.errors import ConfigError, GatewayError, ParseLimitExceeded
 from gateway.logs import configure_logging
 from gateway.storage.db import Database
 
@@ -99,12 +99,17 @@ def classify(
     """Show what the gateway would decide for each message: language, category, role, completeness, rules."""
     decide_file = what_if(config, mailbox, phase, at)
     for path in files:
-        d = decide_file(path)
-        row = {"file": str(path), "language": d.language, "category": d.prediction.category,
-               "confidence": round(d.prediction.confidence, 4), "abstained": d.prediction.abstained,
-               "role": d.route.role, "target": d.target, "phase": d.phase.phase.value, "phase_reason": d.phase.reason,
-               "complete": d.completeness.complete, "missing": list(d.completeness.missing),
-               "auto_reply": d.auto_reply, "auto_reply_reason": d.auto_reply_reason, "rules": list(d.route.rules)}
+        try:
+            d = decide_file(path)
+        except ParseLimitExceeded as exc:
+            row = {"file": str(path), "role": "triage", "error": f"{exc}; would be delivered unparsed"}
+        else:
+            row = {"file": str(path), "language": d.language, "category": d.prediction.category,
+                   "confidence": round(d.prediction.confidence, 4), "abstained": d.prediction.abstained,
+                   "role": d.route.role, "target": d.target, "phase": d.phase.phase.value,
+                   "phase_reason": d.phase.reason, "complete": d.completeness.complete,
+                   "missing": list(d.completeness.missing), "auto_reply": d.auto_reply,
+                   "auto_reply_reason": d.auto_reply_reason, "rules": list(d.route.rules)}
         if as_json:
             typer.echo(json.dumps(row, ensure_ascii=False))
         else:

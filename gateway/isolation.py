@@ -16,7 +16,6 @@ import os
 import queue
 import resource
 import signal
-import threading
 from multiprocessing.connection import Connection
 
 import structlog
@@ -46,37 +45,46 @@ def _memory() -> tuple[int, int]:
     return int(size) * _PAGE, int(resident) * _PAGE
 
 
-def _serve(conn: Connection, model: CategoryModel, memory_mb: int, stage: ctypes.c_int) -> None:
-    """A worker's life: set its limits, then analyse messages until the pipe closes."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the gateway, which then closes our pipe
-    classify_text(model, parse(_WARM_UP))  # what is loaded on first use counts into the start size
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    address_space, _ = _memory()
-    resource.setrlimit(resource.RLIMIT_AS, (address_space + memory_mb * _MiB, resource.getrlimit(resource.RLIMIT_AS)[1]))
-    conn.send("ready")
+def _set_soft_limit(kind: int, soft: int) -> None:
+    resource.setrlimit(kind, (soft, resource.getrlimit(kind)[1]))  # the hard limit stays: we may raise soft again
 
+
+def _analysed(config: GatewayConfig, model: CategoryModel, raw: bytes, stage: ctypes.c_int) -> tuple[str, object]:
+    """("ok", analysis), ("limit", (limit, detail)) or ("failed", failure); MemoryError is left to the caller."""
     def enter(name: str) -> None:
         stage.value = STAGES.index(name)
 
+    used = resource.getrusage(resource.RUSAGE_SELF)
+    _set_soft_limit(resource.RLIMIT_CPU, math.ceil(used.ru_utime + used.ru_stime + config.limits.parse_cpu_seconds))
+    try:
+        return "ok", analyse(config, model, raw, enter=enter)
+    except ParseLimitExceeded as exc:  # sent as plain values: the exception does not pickle
+        return "limit", (exc.limit, str(exc).removeprefix(f"{exc.limit}: "))
+    except MemoryError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any error is reported, with its stage, to the processor
+        return "failed", failure_from(exc, STAGES[stage.value])
+
+
+def _serve(conn: Connection, model: CategoryModel, memory_mb: int, stage: ctypes.c_int) -> None:
+    """A worker's life: warm up, set its limits, then analyse messages until the pipe closes."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is for the gateway, which then closes our pipe
+    classify_text(model, parse(_WARM_UP))  # what is loaded on first use counts into the start size
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    _set_soft_limit(resource.RLIMIT_AS, _memory()[0] + memory_mb * _MiB)
+    conn.send("ready")
+    config: GatewayConfig | None = None
     while True:
         try:
-            config, raw = conn.recv()
+            changed, raw = conn.recv()
+            config = config if changed is None else changed  # it comes along only when it changed
+            kind, payload = _analysed(config, model, raw, stage)
         except EOFError:
             return
-        used = resource.getrusage(resource.RUSAGE_SELF)
-        cpu_limit = math.ceil(used.ru_utime + used.ru_stime + config.limits.parse_cpu_seconds)
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu_limit, resource.getrlimit(resource.RLIMIT_CPU)[1]))
-        try:
-            kind, payload = "ok", analyse(config, model, raw, enter=enter)
-        except ParseLimitExceeded as exc:  # sent as plain values: the exception does not pickle
-            kind, payload = "limit", (exc.limit, str(exc).removeprefix(f"{exc.limit}: "))
         except MemoryError:
-            del raw
             limit = ("worker-memory", f"parsing needed more than {memory_mb} MiB (limits.worker_memory_mb)")
             conn.send(("limit", limit, None))
             return  # the heap may be in pieces: the pool starts a fresh worker
-        except Exception as exc:  # noqa: BLE001 - any error is reported, with its stage, to the processor
-            kind, payload = "failed", failure_from(exc, STAGES[stage.value])
         conn.send((kind, payload, _memory()[1]))
 
 
@@ -93,6 +101,7 @@ class Worker:
         self.process.start()
         child.close()
         self.ready = False
+        self.config: GatewayConfig | None = None  # the one the worker has
         self.resident: int | None = None  # after the first message: grown by more than half the budget → retire
 
     def _wait_until_ready(self) -> None:
@@ -103,7 +112,8 @@ class Worker:
         except (EOFError, OSError):
             pass
         self.stop()
-        raise GatewayError(f"a worker process did not start within {START_SECONDS:g} s (exit code {self.process.exitcode})")
+        raise GatewayError(f"a worker process did not start within {START_SECONDS:g} s "
+                           f"(exit code {self.process.exitcode})")
 
     def run(self, config: GatewayConfig, raw: bytes) -> Outcome:
         """Analyse ``raw``: an :class:`Analysis`, the limit it exceeded, or why it failed."""
@@ -112,7 +122,8 @@ class Worker:
         timeout = config.limits.parse_timeout
         self.stage.value = 0
         try:
-            self.conn.send((config, raw))
+            self.conn.send((None if config is self.config else config, raw))
+            self.config = config
             if not self.conn.poll(timeout):
                 log.warning("worker killed", cause="parse timeout", stage=STAGES[self.stage.value])
                 self.stop()
@@ -139,7 +150,8 @@ class Worker:
         cause = signal.Signals(-code).name if code is not None and code < 0 else f"exit code {code}"
         stage = STAGES[self.stage.value]
         log.warning("worker died", cause=cause, stage=stage)
-        return Failure(stage, f"worker process died ({cause}) in stage {stage}", "", f"worker-{cause}".lower()[:16])
+        traceback_id = f"worker-{cause}".lower().replace(" ", "-")[:16]
+        return Failure(stage, f"worker process died ({cause}) in stage {stage}", "", traceback_id)
 
     @property
     def alive(self) -> bool:
@@ -161,7 +173,6 @@ class WorkerPool:
         self._idle: queue.SimpleQueue[Worker | None] = queue.SimpleQueue()
         for _ in range(size):
             self._idle.put(None)  # a free slot without a process yet
-        self._closed = threading.Event()
 
     def analyse(self, config: GatewayConfig, model: CategoryModel, raw: bytes) -> Outcome:
         """Limits, parse and classify ``raw`` in a worker; a late or dead worker is replaced."""
@@ -177,16 +188,12 @@ class WorkerPool:
                 worker = None
             return outcome
         finally:
-            if self._closed.is_set() and worker is not None:
-                worker.stop()
-                worker = None
             self._idle.put(worker)
 
     def close(self) -> None:
-        """Stop every idle worker; busy ones stop when they hand their message back."""
-        self._closed.set()
-        for _ in range(self.size):
-            worker = self._idle.get()
+        """Stop every worker (waiting for busy ones to hand their message back); new ones start on demand."""
+        workers = [self._idle.get() for _ in range(self.size)]
+        for worker in workers:
             if worker is not None:
                 worker.stop()
             self._idle.put(None)

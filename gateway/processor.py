@@ -25,6 +25,7 @@ from gateway.isolation import Outcome, WorkerPool
 from gateway.limits import check_size
 from gateway.pipeline import Analysis, Decision, decide, ticket_token
 from gateway.quarantine import Failure, failure_from, record_failure, triage_unparsed
+from gateway.sanitise import log_value
 from gateway.replies.loopguard import reply_address
 from gateway.replies.reply import build_reply, render_missing_info
 from gateway.storage import models as db
@@ -144,7 +145,7 @@ class Processor:
         log.info("decided", message=message.public_id, mailbox=message.mailbox, category=decision.prediction.category,
                  confidence=round(decision.prediction.confidence, 2), language=decision.language,
                  role=decision.route.role, rules=",".join(decision.route.rules), auto_reply=decision.auto_reply,
-                 reply_reason=decision.auto_reply_reason, mode=self.config.gateway.mode)
+                 reply_reason=log_value(decision.auto_reply_reason), mode=self.config.gateway.mode)
         return decision
 
     def _reply_item(self, message: db.Message, decision: Decision) -> db.OutboxItem:

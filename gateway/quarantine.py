@@ -58,8 +58,8 @@ def traceback_id(exc: BaseException) -> str:
 
 
 def failure_from(exc: BaseException, stage: str | None = None) -> Failure:
-    return Failure(stage or stage_of(exc), log_value(f"{type(exc).__name__}: {exc}", 1000),
-                   "".join(tb.format_exception(exc))[-8000:], traceback_id(exc))
+    trace = "".join(tb.format_exception(exc))[-8000:].replace("\0", "\\x00")  # no text column takes NUL
+    return Failure(stage or stage_of(exc), log_value(f"{type(exc).__name__}: {exc}", 1000), trace, traceback_id(exc))
 
 
 def record_failure(database: Database, message_id: int, failure: Failure, max_attempts: int) -> str:
@@ -87,9 +87,10 @@ def triage_unparsed(session: Session, config: GatewayConfig, message: db.Message
     """Plan delivery of the message as it is to ``triage``, with ``X-Gateway-Error`` saying why."""
     shadow = config.gateway.mode == "shadow"
     values = {"Error": reason, "Role": "triage", "Message-Id": message.public_id}
+    header_block = b"" if shadow else gateway_headers(values, line_ending(message.raw))
     session.add(db.OutboxItem(message_id=message.id, key=f"{message.public_id}.delivery", kind=db.OutboxKind.DELIVERY,
                               target="shadow" if shadow else "role:triage", envelope_from=message.mailbox,
-                              envelope_to=[], payload=b"" if shadow else gateway_headers(values, line_ending(message.raw))))
+                              envelope_to=[], payload=header_block))
     message.state = db.MessageState.DECIDED
     message.last_error = reason
 

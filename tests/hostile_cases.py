@@ -9,6 +9,7 @@ import base64
 import struct
 import zlib
 from collections.abc import Callable
+from functools import lru_cache
 
 HEAD = (b"From: Mallory <mallory@example.net>\r\nTo: support@tessaro.example\r\n"
         b"Date: Wed, 25 Nov 2026 10:00:00 +0100\r\nMIME-Version: 1.0\r\n")
@@ -20,7 +21,8 @@ def _head(subject: str, message_id: str) -> bytes:
 
 def nested_multiparts(depth: int = 1000, tag: str = "") -> bytes:
     """``depth`` multiparts, each the only part of the one around it."""
-    opening = b"".join(b"Content-Type: multipart/mixed; boundary=\"b%d\"\r\n\r\n--b%d\r\n" % (i, i) for i in range(depth))
+    opening = b"".join(b'Content-Type: multipart/mixed; boundary="b%d"\r\n\r\n--b%d\r\n' % (i, i)
+                       for i in range(depth))
     closing = b"".join(b"\r\n--b%d--\r\n" % i for i in reversed(range(depth)))
     return (_head("nested", f"nested-{depth}{tag}") + opening + b"Content-Type: text/plain\r\n\r\nhello" + closing)
 
@@ -28,7 +30,8 @@ def nested_multiparts(depth: int = 1000, tag: str = "") -> bytes:
 def tiny_parts(count: int = 100_000, tag: str = "") -> bytes:
     """One multipart with ``count`` one-character parts."""
     parts = b"".join(b"--t\r\nContent-Type: text/plain\r\n\r\nx\r\n" for _ in range(count))
-    return _head("parts", f"parts-{count}{tag}") + b"Content-Type: multipart/mixed; boundary=t\r\n\r\n" + parts + b"--t--\r\n"
+    head = _head("parts", f"parts-{count}{tag}") + b"Content-Type: multipart/mixed; boundary=t\r\n\r\n"
+    return head + parts + b"--t--\r\n"
 
 
 def huge_header(size: int = 512 * 1024, tag: str = "") -> bytes:
@@ -71,11 +74,16 @@ def _png_header(width: int, height: int) -> bytes:
     return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + body + struct.pack(">I", zlib.crc32(b"IHDR" + body))
 
 
-def base64_bomb(tag: str = "") -> bytes:
-    """Small attachments that would be huge if expanded: 256 MiB of zeros gzipped, and a 10⁵ × 10⁵ pixel PNG."""
+@lru_cache(maxsize=1)
+def _gzipped_zeros(mebibytes: int = 256) -> bytes:
     packer = zlib.compressobj(9, zlib.DEFLATED, 31)
     chunk = b"\0" * (1 << 20)
-    gzipped = b"".join(packer.compress(chunk) for _ in range(256)) + packer.flush()
+    return b"".join(packer.compress(chunk) for _ in range(mebibytes)) + packer.flush()
+
+
+def base64_bomb(tag: str = "") -> bytes:
+    """Small attachments that would be huge if expanded: 256 MiB of zeros gzipped, and a 10⁵ × 10⁵ pixel PNG."""
+    gzipped = _gzipped_zeros()
     png = _png_header(100_000, 100_000) + zlib.compress(b"\0" * (1 << 20)) + b"\0" * 16 * 1024
 
     def part(content_type: str, name: str, data: bytes) -> bytes:

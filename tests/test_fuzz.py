@@ -19,6 +19,7 @@ from gateway.isolation import WorkerPool
 from gateway.limits import check_limits
 from gateway.pipeline import Analysis, Decision, decide
 from gateway.sanitise import MAX_FILENAME, log_value, safe_filename
+from tests.conftest import shipped_config_data
 
 FUZZ = settings(max_examples=150, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -31,8 +32,6 @@ LINE_ENDS = [b"\r\n", b"\n", b"\r"]
 
 @pytest.fixture(scope="module")
 def config(tmp_path_factory: pytest.TempPathFactory) -> GatewayConfig:
-    from tests.conftest import shipped_config_data
-
     data = shipped_config_data(tmp_path_factory.mktemp("fuzz"))
     data["limits"] = {"max_mime_depth": 6, "max_parts": 40, "max_header_bytes": 8192, "max_line_bytes": 4000,
                       "max_attachment_bytes": 20_000}  # small, so that the limits are reached too

@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 import tomli_w
 from sqlalchemy import func, select
 from structlog.testing import capture_logs
@@ -113,6 +114,7 @@ def test_wrong_password_makes_the_mailbox_unhealthy_in_gateway_status(dovecot_wi
     assert "not-the-password" not in repr(logs) + done.stdout + done.stderr
 
 
+@pytest.mark.timeout(900)  # bounded by the pipeline's throughput: ~270 s at ~10 messages/s
 def test_2000_messages_survive_repeated_kill_9_each_delivered_exactly_once(dovecot, config_data, monkeypatch,
                                                                            tmp_path) -> None:
     total, kills = 2000, 6
@@ -142,7 +144,7 @@ def test_2000_messages_survive_repeated_kill_9_each_delivered_exactly_once(dovec
     appender.join()
     process = start_process(config_path, log)
     try:
-        wait_delivered(tmp_path, total, timeout=300)
+        wait_delivered(tmp_path, total, timeout=600)
         wait_until(lambda: uids(dovecot, "INBOX") == [], 10, "INBOX emptied")
         time.sleep(1)  # a late duplicate would show up by now
     finally:

@@ -77,7 +77,8 @@ def test_limits_are_capped_and_configurable(config_data: dict[str, Any]) -> None
 
 
 @pytest.mark.parametrize("name", HOSTILE)
-def test_hand_made_hostile_mail_is_bounded(name: str, config_data: dict[str, Any], shipped_model: CategoryModel) -> None:
+def test_hand_made_hostile_mail_is_bounded(name: str, config_data: dict[str, Any],
+                                           shipped_model: CategoryModel) -> None:
     build, limit = HOSTILE[name]
     raw = build()
     started = time.process_time()  # CPU seconds: other processes on the machine do not count

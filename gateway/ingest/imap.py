@@ -41,7 +41,7 @@ class ImapSourceWorker:
 
     def __init__(self, db: Database, config: GatewayConfig, mailbox: Mailbox, on_stored: Callable[[], None],
                  stopping: threading.Event, *, backoff_base: float = 1.0, backoff_cap: float = 60.0,
-                 unhealthy_after: int = UNHEALTHY_AFTER, wait_step: float = 1.0) -> None:
+                 wait_step: float = 1.0) -> None:
         if mailbox.imap is None:
             raise ValueError(f"mailbox {mailbox.address} has no [mailboxes.imap] section")
         self.db = db
@@ -52,7 +52,6 @@ class ImapSourceWorker:
         self.stopping = stopping
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
-        self.unhealthy_after = unhealthy_after
         self.wait_step = wait_step  # how long a wait may last before ``stopping`` is looked at again
         self.state = MailboxProgress(db, mailbox.address)
         self.progress = Progress(None, 0)
@@ -81,7 +80,7 @@ class ImapSourceWorker:
         fields = {"error": error, "failures": self.failures, "retry_in": round(delay, 2)}
         if not isinstance(exc, EXPECTED_ERRORS):
             self.log.exception("imap source error", **fields)
-        elif self.failures >= self.unhealthy_after:
+        elif self.failures >= UNHEALTHY_AFTER:
             self.log.error("mailbox unhealthy: cannot read it", **fields)
         else:
             self.log.warning("imap connection failed, reconnecting", **fields)

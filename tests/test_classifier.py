@@ -1,0 +1,76 @@
+"""The category model: corpus split, threshold choice, compact features, language detection, and the shipped
+model's scores on the frozen test part (the issue's targets)."""
+from __future__ import annotations
+
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import skops.io as sio
+
+from classifier.corpus import in_test_split, load_corpus, split
+from classifier.features import CompactTfidfVectorizer
+from classifier.language import detect_language
+from classifier.model import CategoryModel
+from classifier.taxonomy import CATEGORIES, LANGUAGES
+from classifier.train import choose_threshold, score
+from classifier.workflow import labelled
+
+
+def test_corpus_covers_every_category_and_language_and_the_split_is_frozen() -> None:
+    corpus = load_corpus()
+    cells = Counter((e.lang, e.category) for e in corpus)
+    assert len(corpus) >= 1500 and len({e.id for e in corpus}) == len(corpus)
+    assert set(cells) == {(lang, c) for lang in LANGUAGES for c in CATEGORIES}
+    assert min(cells.values()) >= 40
+    train, test = split(corpus)
+    assert 0.15 < len(test) / len(corpus) < 0.25
+    assert all(in_test_split(e.id) for e in test) and not any(in_test_split(e.id) for e in train)
+    assert in_test_split("de-a-0001") == in_test_split("de-a-0001")
+
+
+def test_threshold_is_the_lowest_confidence_that_keeps_routed_precision() -> None:
+    confidences = np.array([0.95, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.2, 0.1])
+    correct = np.array([1, 1, 1, 1, 1, 1, 1, 1, 0, 0], dtype=bool)
+    assert choose_threshold(confidences, correct, target=0.85) == pytest.approx(0.2)  # 9 routed, 8 right
+    assert choose_threshold(confidences, correct, target=0.9) == pytest.approx(0.3)
+    assert choose_threshold(confidences, correct, target=0.8) == pytest.approx(0.1)
+    assert choose_threshold(confidences, np.zeros(10, dtype=bool)) == 1.0  # never precise enough: route nothing
+
+
+def test_compact_vectorizer_survives_skops_unchanged(tmp_path: Path) -> None:
+    texts = [e.text for e in load_corpus()[:200]]
+    vectorizer = CompactTfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2).fit(texts)
+    sio.dump(vectorizer, tmp_path / "v.skops", compression=zipfile.ZIP_DEFLATED)
+    loaded = sio.load(tmp_path / "v.skops", trusted=sio.get_untrusted_types(file=tmp_path / "v.skops"))
+    assert loaded.vocabulary_ == vectorizer.vocabulary_
+    assert (loaded.transform(texts[:20]) != vectorizer.transform(texts[:20])).nnz == 0
+
+
+@pytest.mark.parametrize(("text", "language"), [
+    ("Rechnung falsch", "de"), ("Kein Login möglich", "de"), ("Factuur klopt niet", "nl"),
+    ("Inloggen lukt niet", "nl"), ("Cannot log in", "en"), ("Invoice address wrong", "en"),
+    ("Impossible de se connecter depuis ce matin, merci de nous aider.", "fr"), ("12345 !!", "und"),
+])
+def test_language_of_short_mails(text: str, language: str) -> None:
+    assert detect_language(text) == language
+
+
+def test_shipped_model_meets_the_targets_on_the_frozen_test_part(shipped_model: CategoryModel) -> None:
+    metrics = score(shipped_model.pipeline, shipped_model.threshold, labelled(split(load_corpus())[1]))
+    assert metrics["macro_f1"] >= 0.90
+    assert min(metrics["per_language_macro_f1"].values()) >= 0.85
+    assert metrics["per_class"]["outage"]["recall"] >= 0.95
+    assert metrics["routed_precision"] >= 0.90
+    assert set(shipped_model.classes) == set(CATEGORIES)
+
+
+def test_prediction_abstains_below_the_threshold(shipped_model: CategoryModel) -> None:
+    text = "Kein Zugriff\nSeit 8 Uhr kann sich bei uns niemand mehr anmelden, alle bekommen Fehler 503."
+    (confident,) = shipped_model.predict([text])
+    assert confident.category == "outage" and not confident.abstained
+    assert [c for c, _ in confident.top][0] == "outage" and len(confident.top) == 3
+    (strict,) = shipped_model.predict([text], threshold=1.01)
+    assert strict.abstained and strict.category == "outage"
