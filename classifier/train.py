@@ -74,7 +74,7 @@ def fit_candidates(train: Sequence[Labelled], candidates: Sequence[str], seed: i
     fitted = []
     for name in candidates:
         with parallel_config(backend="threading", n_jobs=-1):  # the fold fits release the GIL; no matrix copies
-            classifier = build_classifier(name, seed).fit(matrix, labels)
+            classifier = build_classifier(name, seed, len(labels)).fit(matrix, labels)
         oof = out_of_fold_proba(classifier, matrix, labels)
         predicted = classifier.classes_[oof.argmax(axis=1)]
         threshold = choose_threshold(oof.max(axis=1), predicted == labels)

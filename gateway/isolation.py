@@ -104,7 +104,10 @@ class Worker:
         self.config: GatewayConfig | None = None  # the one the worker has
         self.resident: int | None = None  # after the first message: grown by more than half the budget → retire
 
-    def _wait_until_ready(self) -> None:
+    def wait_until_ready(self) -> None:
+        """Block until the worker has warmed up; a worker that cannot start is an error of the host, not the mail."""
+        if self.ready:
+            return
         try:
             if self.conn.poll(START_SECONDS) and self.conn.recv() == "ready":
                 self.ready = True
@@ -117,8 +120,7 @@ class Worker:
 
     def run(self, config: GatewayConfig, raw: bytes) -> Outcome:
         """Analyse ``raw``: an :class:`Analysis`, the limit it exceeded, or why it failed."""
-        if not self.ready:
-            self._wait_until_ready()
+        self.wait_until_ready()
         timeout = config.limits.parse_timeout
         self.stage.value = 0
         try:
@@ -173,6 +175,17 @@ class WorkerPool:
         self._idle: queue.SimpleQueue[Worker | None] = queue.SimpleQueue()
         for _ in range(size):
             self._idle.put(None)  # a free slot without a process yet
+
+    def start(self, model: CategoryModel) -> None:
+        """Start every worker now and wait until each is ready, so that the first messages need not wait."""
+        workers = [self._idle.get() for _ in range(self.size)]
+        try:
+            workers = [w if w is not None and w.alive else Worker(model, self.memory_mb) for w in workers]
+            for worker in workers:
+                worker.wait_until_ready()
+        finally:
+            for worker in workers:
+                self._idle.put(worker)
 
     def analyse(self, config: GatewayConfig, model: CategoryModel, raw: bytes) -> Outcome:
         """Limits, parse and classify ``raw`` in a worker; a late or dead worker is replaced."""

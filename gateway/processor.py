@@ -118,6 +118,10 @@ class Processor:
             except Exception as exc:  # one bad message must never stop the others
                 result.value = record_failure(self.db, message_id, failure_from(exc), MAX_ATTEMPTS)
 
+    def start(self) -> None:
+        """Start the worker processes now (otherwise the first messages start them)."""
+        self.workers.start(self.model)
+
     def close(self) -> None:
         """Stop the worker processes (new ones start if it is used again)."""
         self.workers.close()

@@ -89,6 +89,7 @@ class Gateway:
 
     def start(self) -> None:
         self.db.upgrade()
+        self.processor.start()
         if self.config.metrics.enabled:  # first: a port in use stops the start before any mail is taken
             self.metrics = MetricsServer(self.config.metrics, self)
             self.metrics.start()

@@ -13,7 +13,7 @@ import skops.io as sio
 from classifier.corpus import in_test_split, load_corpus, split
 from classifier.features import CompactTfidfVectorizer
 from classifier.language import detect_language
-from classifier.model import CategoryModel
+from classifier.model import CategoryModel, calibrated_proba
 from classifier.taxonomy import CATEGORIES, LANGUAGES
 from classifier.train import choose_threshold, score
 from classifier.workflow import labelled
@@ -74,3 +74,10 @@ def test_prediction_abstains_below_the_threshold(shipped_model: CategoryModel) -
     assert [c for c, _ in confident.top][0] == "outage" and len(confident.top) == 3
     (strict,) = shipped_model.predict([text], threshold=1.01)
     assert strict.abstained and strict.category == "outage"
+
+
+def test_fast_probabilities_equal_scikit_learns(shipped_model: CategoryModel) -> None:
+    texts = [e.text for e in load_corpus()]
+    features = shipped_model.pipeline[:-1].transform(texts)
+    classifier = shipped_model.pipeline[-1]
+    assert np.allclose(calibrated_proba(classifier, features), classifier.predict_proba(features), atol=1e-9)
