@@ -29,7 +29,7 @@ def _fail(exc: Exception) -> typer.Exit:
 def train(
     config: ConfigOption = DEFAULT_CONFIG,
     data: DataOption = CORPUS_DIR,
-    candidate: Annotated[str, typer.Option(help="svm, logreg, or best (compare both by 5-fold CV).")] = "best",
+    candidate: Annotated[str, typer.Option(help="svm, logreg, or best (the one with the higher out-of-fold macro-F1).")] = "best",
     seed: Annotated[int, typer.Option(help="Random seed (fixed for reproducible models).")] = 0,
     include_corrections: Annotated[bool, typer.Option(help="Also learn from operators' corrections in the DB.")] = False,
     promote: Annotated[bool, typer.Option(help="Make the new version current if it is not worse.")] = True,

@@ -35,7 +35,7 @@ START_SECONDS = 60.0
 _WARM_UP = b"Subject: warm up\r\n\r\nLoad every lazily built table before the limits are set.\r\n"
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 _context = multiprocessing.get_context("forkserver")
-_context.set_forkserver_preload([__name__])
+_context.set_forkserver_preload(["__main__", __name__])  # imported once there, not again in every worker
 
 
 def _memory() -> tuple[int, int]:
