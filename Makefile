@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 APT_PACKAGES := dovecot-imapd postgresql swaks
 
-.PHONY: run test test-deps model bench clean
+.PHONY: run test test-deps model steps-model bench clean
 
 $(BIN)/gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ test-deps:
 
 model: $(BIN)/gateway          ## rebuild the shipped default model reproducibly (fixed seed)
 	$(BIN)/gateway train --seed 0 --candidate best
+
+steps-model: $(BIN)/gateway    ## rebuild models/steps (has-steps detector) reproducibly
+	$(BIN)/gateway train-steps
 
 bench: $(BIN)/gateway
 	$(BIN)/python -m bench.ingest

@@ -31,7 +31,7 @@ LINE_ENDS = [b"\r\n", b"\n", b"\r"]
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory) -> GatewayConfig:
+def fuzz_config(tmp_path_factory: pytest.TempPathFactory) -> GatewayConfig:
     data = shipped_config_data(tmp_path_factory.mktemp("fuzz"))
     data["limits"] = {"max_mime_depth": 6, "max_parts": 40, "max_header_bytes": 8192, "max_line_bytes": 4000,
                       "max_attachment_bytes": 20_000}  # small, so that the limits are reached too
@@ -84,20 +84,22 @@ def mime_part(draw: st.DrawFn, depth: int = 0) -> list[bytes]:
 
 @given(raw=st.binary(max_size=4096))
 @FUZZ
-def test_any_bytes_give_a_decision_or_a_limit(raw: bytes, config: GatewayConfig, shipped_model: CategoryModel) -> None:
-    assert isinstance(decided_or_limited(config, shipped_model, raw), (Decision, ParseLimitExceeded))
+def test_any_bytes_give_a_decision_or_a_limit(raw: bytes, fuzz_config: GatewayConfig,
+                                              shipped_model: CategoryModel) -> None:
+    assert isinstance(decided_or_limited(fuzz_config, shipped_model, raw), (Decision, ParseLimitExceeded))
 
 
 @given(lines=mime_part(), line_end=st.sampled_from(LINE_ENDS))
 @FUZZ
-def test_any_mime_structure_gives_a_decision_or_a_limit(lines: list[bytes], line_end: bytes, config: GatewayConfig,
+def test_any_mime_structure_gives_a_decision_or_a_limit(lines: list[bytes], line_end: bytes,
+                                                        fuzz_config: GatewayConfig,
                                                         shipped_model: CategoryModel) -> None:
-    outcome = decided_or_limited(config, shipped_model, line_end.join(lines))
+    outcome = decided_or_limited(fuzz_config, shipped_model, line_end.join(lines))
     assert isinstance(outcome, (Decision, ParseLimitExceeded))
     if isinstance(outcome, Decision):
         mail = outcome.mail
         assert "\0" not in mail.subject + mail.text + "".join(a.filename for a in mail.attachments)
-        assert outcome.route.role in config.roles
+        assert outcome.route.role in fuzz_config.roles
 
 
 def email_structure(message: email.message.Message, depth: int = 0) -> tuple[int, int]:
@@ -147,9 +149,9 @@ def test_log_values_are_one_printable_line(value: str) -> None:
 
 @given(raw=st.one_of(st.binary(max_size=2048), st.builds(lambda lines: b"\r\n".join(lines), mime_part())))
 @settings(max_examples=25, deadline=None, database=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-def test_isolated_workers_answer_every_message(raw: bytes, config: GatewayConfig, shipped_model: CategoryModel,
+def test_isolated_workers_answer_every_message(raw: bytes, fuzz_config: GatewayConfig, shipped_model: CategoryModel,
                                                worker_pool: Any) -> None:
-    assert isinstance(worker_pool.analyse(config, shipped_model, raw), (Analysis, ParseLimitExceeded))
+    assert isinstance(worker_pool.analyse(fuzz_config, shipped_model, raw), (Analysis, ParseLimitExceeded))
 
 
 @pytest.fixture(scope="module")
