@@ -29,5 +29,5 @@ def configure_logging(level: str = "INFO", fmt: str = "logfmt") -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for noisy in ("mail.log", "imapclient", "alembic.runtime.migration"):
+    for noisy in ("mail.log", "imapclient", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
