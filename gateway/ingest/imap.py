@@ -32,6 +32,9 @@ BATCH_MESSAGES = 100
 BATCH_BYTES = 16 * 1024 * 1024  # so a folder of large attachments never sits in memory at once
 COMMAND_UIDS = 500  # UIDs per command: keeps command lines far below servers' limits (Dovecot: 64 KB)
 IDLE_RENEW_SECONDS = 600.0  # RFC 2177 allows 29 minutes; NAT routers often drop quieter connections sooner
+#: after mail came, IDLE only this long before looking again: Dovecot misses mail that lands while IDLE starts
+#: (it reports it only at its next periodic check, mailbox_idle_check_interval = 30 s)
+RECHECK_SECONDS = 1.0
 SUCCESS_EVERY_SECONDS = 60.0  # while no mail comes, "last success" is written at most this often
 EXPECTED_ERRORS = (IMAPClientError, OSError, SecretError)  # network, server and login problems: no traceback
 
@@ -92,12 +95,17 @@ class ImapSourceWorker:
             self._open_folder(client)
             use_idle = self.source.idle and client.has_capability("IDLE")
             while not self.stopping.is_set():
-                while self._sync(client) or _new_mail_announced(client):
+                found = 0
+                while (new := self._sync(client)) or _new_mail_announced(client):
+                    found += new
                     if self.stopping.is_set():
                         return
                 if self.failures or time.monotonic() - self.success_noted > SUCCESS_EVERY_SECONDS:
                     self._succeeded()
-                self._idle(client) if use_idle else self._poll()
+                if use_idle:
+                    self._idle(client, RECHECK_SECONDS if found else IDLE_RENEW_SECONDS)
+                else:
+                    self._poll()
         finally:
             with suppress(Exception):
                 client.logout()
@@ -177,10 +185,10 @@ class ImapSourceWorker:
         else:  # RFC 3501 only: this also removes other messages someone marked \Deleted
             client.expunge()
 
-    def _idle(self, client: IMAPClient) -> None:
-        """Wait in IDLE until the server says anything, ``stopping`` is set, or it is time to renew IDLE."""
+    def _idle(self, client: IMAPClient, seconds: float) -> None:
+        """Wait in IDLE until the server says anything, ``stopping`` is set, or ``seconds`` have passed."""
         client.idle()
-        renew_at = time.monotonic() + IDLE_RENEW_SECONDS
+        renew_at = time.monotonic() + seconds
         while not self.stopping.is_set() and time.monotonic() < renew_at:
             if client.idle_check(timeout=self.wait_step) or _readable(client):
                 break  # a response, or an unread end of stream that idle_done() will report

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from pathlib import Path
 
 import pytest
@@ -72,7 +74,10 @@ def test_create_folder_and_restart_keep_mail(dovecot: DovecotServer) -> None:
 
 def test_log_records_logins(dovecot: DovecotServer) -> None:
     login(dovecot).logout()
-    assert "Login: user=<support>" in dovecot.log_text()
+    deadline = time.monotonic() + 5  # Dovecot's log process writes asynchronously
+    while "Login: user=<support>" not in dovecot.log_text():
+        assert time.monotonic() < deadline, dovecot.log_text()
+        time.sleep(0.05)
 
 
 def test_stop_frees_port_and_is_idempotent(dovecot: DovecotServer) -> None:
