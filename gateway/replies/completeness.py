@@ -39,7 +39,7 @@ _STEPS_HEADING = re.compile(
     r"schritte|stappen om (te reproduceren|na te bootsen)|stappen)\b",
     re.IGNORECASE,
 )
-_CLICK_PATH = re.compile(r"\w+\s*(>|→|->)\s*\w+\s*(>|→|->)\s*\w+")
+_CLICK_PATH = re.compile(r"\b\w+\s*(>|→|->)\s*\w+\s*(>|→|->)\s*\w+")  # \b keeps it linear on long words
 
 
 def _step_list(text: str) -> bool:

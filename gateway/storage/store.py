@@ -16,7 +16,7 @@ from gateway.routing.router import ThreadOrigin
 from gateway.storage.db import Database
 from gateway.storage.models import Decision, Message, MessageImage, MessageState, OutboxItem, OutboxKind
 
-_MESSAGE_ID_HEADER = re.compile(rb"^message-id:[ \t]*(<[^>\r\n]{1,900}>)", re.IGNORECASE | re.MULTILINE)
+_MESSAGE_ID_HEADER = re.compile(rb"^message-id:[ \t]*(<[^>\x00-\x1f\x7f]{1,900}>)", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True)
