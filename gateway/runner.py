@@ -18,12 +18,13 @@ from classifier.model import CategoryModel
 from classifier.registry import current_version, load_model
 from gateway.config.loader import load_config
 from gateway.config.schema import GatewayConfig, Mailbox
-from gateway.errors import ConfigError, ModelError
 from gateway.delivery.outbox import OutboxWorker
+from gateway.errors import ConfigError, ModelError
 from gateway.ingest.imap import ImapSourceWorker
 from gateway.ingest.smtp import IngressController, IngressHandler
 from gateway.metrics import MetricsServer
 from gateway.processor import Processor
+from gateway.replies.completeness import steps_model
 from gateway.storage.db import Database
 from gateway.storage.locks import MailboxLocks, MailboxOwner
 
@@ -89,6 +90,7 @@ class Gateway:
 
     def start(self) -> None:
         self.db.upgrade()
+        steps_model(self.config.classifier.models_dir)  # a missing or tampered steps model stops the start
         self.processor.start()
         if self.config.metrics.enabled:  # first: a port in use stops the start before any mail is taken
             self.metrics = MetricsServer(self.config.metrics, self)
