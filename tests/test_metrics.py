@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 import smtplib
 import socket
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from gateway.storage.db import Database
 from gateway.storage.store import store_raw
 from tests.conftest import free_port
 from tests.delivery_helpers import mail, wait_for_delivered
+from tests.imap_helpers import wait_until
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 INVOICE = "Hallo, bitte schicken Sie uns die Rechnung 2026-118 mit der neuen Rechnungsadresse erneut zu."
@@ -49,15 +49,6 @@ def get(port: int, path: str) -> tuple[int, dict[str, Any]]:
 def send(gateway: Gateway, raw: bytes, sender: str = "anna@example.org") -> None:
     with smtplib.SMTP("127.0.0.1", gateway.smtp.bound_port, timeout=10) as client:
         assert client.sendmail(sender, ["support@tessaro.example"], raw) == {}
-
-
-def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := condition():
-            return result
-        time.sleep(0.05)
-    raise AssertionError(f"not within {timeout} s: {what}")
 
 
 def wait_for_samples(port: int, condition: Callable[[Samples], bool], timeout: float, what: str) -> Samples:
