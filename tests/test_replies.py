@@ -45,14 +45,21 @@ def b64(text: str) -> str:
     return f"=?utf-8?b?{base64.b64encode(text.encode()).decode()}?="
 
 
-def reply_of(database: Any, config: Any, model: Any, raw: bytes) -> email.message.EmailMessage:
-    """Store and decide ``raw``; the automatic reply the outbox holds for it, parsed back."""
-    store_raw(database, raw, mailbox="support@tessaro.example", source="smtp", envelope_from="anna@example.org")
+def store_and_decide(database: Any, config: Any, model: Any, raws: list[bytes]) -> list[str]:
+    """Store ``raws`` as mail from anna@example.org to support@, decide them in order; their public ids."""
+    ids = [store_raw(database, raw, mailbox="support@tessaro.example", source="smtp",
+                     envelope_from="anna@example.org").public_id for raw in raws]
     processor = Processor(database, config, model)
     try:
         processor.run_once()
     finally:
         processor.close()
+    return ids
+
+
+def reply_of(database: Any, config: Any, model: Any, raw: bytes) -> email.message.EmailMessage:
+    """Store and decide ``raw``; the automatic reply the outbox holds for it, parsed back."""
+    store_and_decide(database, config, model, [raw])
     with database.session() as session:
         [payload] = session.scalars(select(OutboxItem.payload).where(OutboxItem.kind == OutboxKind.REPLY)).all()
     return email.message_from_bytes(payload, policy=default)
@@ -133,13 +140,7 @@ def test_any_subject_name_or_message_id_gives_the_same_header_set(subject: str, 
 
 def run(database: Database, config: Any, model: Any, raws: list[bytes]) -> list[tuple[bool, str]]:
     """Store and decide ``raws`` in order; (auto_reply, reason) of each."""
-    ids = [store_raw(database, raw, mailbox="support@tessaro.example", source="smtp",
-                     envelope_from="anna@example.org").public_id for raw in raws]
-    processor = Processor(database, config, model)
-    try:
-        processor.run_once()
-    finally:
-        processor.close()
+    ids = store_and_decide(database, config, model, raws)
     with database.session() as session:
         rows = dict(session.execute(select(Message.public_id, Decision).join(Decision)).all())
         return [(rows[i].auto_reply, rows[i].auto_reply_reason) for i in ids]
