@@ -20,6 +20,7 @@ import logging
 import os
 import re
 import resource
+import shutil
 import statistics
 import tempfile
 import threading
@@ -169,6 +170,7 @@ def main() -> None:
     parser.add_argument("--trickle", type=int, default=200)
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--keep", action="store_true", help="keep the databases, Maildirs and gateway.log")
     args = parser.parse_args()
     rows = corpus()
     server, work = DovecotServer(), Path(tempfile.mkdtemp(prefix="bench-ingest-"))
@@ -186,7 +188,8 @@ def main() -> None:
         figures["rss_before_mb"] = peak_rss_mb()
         gateway = Gateway(config, Database(config.gateway.database))
         mail_root = work / "var" / "mail"
-        with TreeMemory(exclude_group=server._process.pid) as memory:  # Dovecot runs in its own process group
+        dovecot_group = int((server.root / "run" / "master.pid").read_text())  # its master leads its own group
+        with TreeMemory(exclude_group=dovecot_group) as memory:
             try:
                 stored, delivered = drain(gateway, mail_root, args.messages, args.timeout)
                 latencies = trickle(server, rows, mail_root, args.trickle, args.rate)
@@ -194,10 +197,13 @@ def main() -> None:
                 gateway.stop()
         figures.update(stored=args.messages / stored, end_to_end=args.messages / delivered,
                        rss_mb=peak_rss_mb(), tree_rss_mb=memory.peak_mb)
-        print(f"work directory (databases, Maildirs, gateway.log): {work}")
         report(args, figures, latencies)
     finally:
         server.cleanup()
+        if args.keep:
+            print(f"kept (databases, Maildirs, gateway.log): {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
 
 
 def report(args: argparse.Namespace, f: dict[str, float], latencies: list[float]) -> None:

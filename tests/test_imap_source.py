@@ -1,15 +1,21 @@
 """IMAP source against a real Dovecot and a real gateway: new mail (read or not) delivered once, moved or kept."""
 from __future__ import annotations
 
+import random
+import threading
 import time
 from collections import Counter
 
 from imapclient import SEEN
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from gateway.config import parse_config
+from gateway.ingest.imap import ImapSourceWorker
+from gateway.storage.db import Database
+from gateway.storage.models import Message
 from tests import imap_helpers
 from tests.imap_helpers import (
+    ADDRESS,
     DOVECOT_PASSWORD,
     DOVECOT_USER,
     MESSAGE_ID,
@@ -26,6 +32,11 @@ from tests.imap_helpers import (
 )
 
 dovecot_with = imap_helpers.dovecot_with  # a fixture: Dovecot with extra configuration
+
+
+def stored(db: Database) -> int:
+    with db.session() as session:
+        return session.scalar(select(func.count()).select_from(Message))
 
 
 def test_new_mail_is_delivered_once_and_moved_to_the_processed_folder(dovecot, config_data, monkeypatch,
@@ -128,9 +139,29 @@ def test_three_mailboxes_are_read_at_once(dovecot, config_data, monkeypatch, sta
     files = wait_delivered(tmp_path, 15)
     assert len(original_ids(files)) == 15
     with gateway.db.session() as session:
-        from gateway.storage.models import Message
         per_box = Counter(session.scalars(select(Message.mailbox)).all())
     assert per_box == {address: 5 for address in users.values()}
     for user in users:
         password = DOVECOT_PASSWORD if user == DOVECOT_USER else f"{user}-pw"
         wait_until(lambda u=user, p=password: len(uids(dovecot, "Processed", u, p)) == 5, 5, f"{user}'s mail moved")
+
+
+def test_mail_landing_while_idle_restarts_is_not_left_waiting(dovecot, config_data, monkeypatch, database) -> None:
+    """Dovecot misses mail that lands while IDLE starts; the worker looks again a moment after each find."""
+    config = parse_config(add_imap_mailbox(config_data, dovecot, monkeypatch))
+    stopping = threading.Event()
+    worker = ImapSourceWorker(database, config, config.mailbox(ADDRESS), lambda: None, stopping)
+    thread = threading.Thread(target=worker.run)
+    thread.start()
+    rng, sent = random.Random(7), 0
+    try:
+        with dovecot.client(DOVECOT_USER, DOVECOT_PASSWORD) as imap:
+            for _ in range(25):  # bursts timed to end just as the worker goes back into IDLE
+                for _ in range(rng.randint(1, 4)):
+                    imap.append("INBOX", mail(sent))
+                    sent += 1
+                    time.sleep(rng.choice([0, 0.01, 0.05]))
+                wait_until(lambda n=sent: stored(database) == n, 5, f"{sent} stored")  # a miss waits 30 s
+    finally:
+        stopping.set()
+        thread.join(10)
