@@ -34,6 +34,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from bench import percentile
 from bench.sample_mail import ADDRESS, build_mail, corpus
 from classifier.model import CategoryModel
 from classifier.registry import load_model
@@ -162,10 +163,6 @@ def run(model: CategoryModel, share: float, args: argparse.Namespace, name: str)
         return {"normal": len(normal_ids), "throughput": len(normal_ids) / seconds, "latencies": latencies}
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
-
-def percentile(values: list[float], pct: int) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[pct - 1] if len(values) > 1 else values[0]
 
 
 def main() -> None:

@@ -21,7 +21,6 @@ import os
 import re
 import resource
 import shutil
-import statistics
 import tempfile
 import threading
 import time
@@ -31,6 +30,7 @@ from typing import Any
 from imapclient import IMAPClient
 from sqlalchemy import func, select
 
+from bench import percentile
 from bench.memory import TreeMemory
 from bench.sample_mail import ADDRESS, build_mail, corpus
 from gateway.config import GatewayConfig, parse_config
@@ -128,10 +128,6 @@ def trickle(server: DovecotServer, rows: list[dict[str, str]], mail_root: Path, 
     done.set()
     watcher.join()
     return [seen[key] - sent[key] for key in sent if key in seen]
-
-
-def percentile(values: list[float], pct: float) -> float:
-    return statistics.quantiles(values, n=100, method="inclusive")[int(pct) - 1]
 
 
 def gateway_config(work: Path, server: DovecotServer, **imap: Any) -> GatewayConfig:
