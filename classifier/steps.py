@@ -220,7 +220,12 @@ class StepsModel:
         return tuple(self.metadata["rules"])
 
     def probability(self, text: str) -> float:
-        return float(self.pipeline.predict_proba([prepare(text)])[0, list(self.pipeline.classes_).index(True)])
+        return self.probabilities([text])[0]
+
+    def probabilities(self, texts: Sequence[str]) -> list[float]:
+        """P(has steps) of each text, in one call of the pipeline."""
+        column = list(self.pipeline.classes_).index(True)
+        return [float(p) for p in self.pipeline.predict_proba([prepare(t) for t in texts])[:, column]]
 
 
 def save_steps_model(directory: Path, pipeline: Pipeline, metadata: dict[str, Any]) -> None:

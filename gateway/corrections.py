@@ -8,7 +8,7 @@ from classifier.textprep import customer_text
 from classifier.train import Labelled
 from gateway.parsing import parse
 from gateway.storage.db import Database
-from gateway.storage.models import Correction, Message
+from gateway.storage.models import Correction, Message, MessageBody
 
 
 def add_correction(db: Database, public_id: str, category: str, by: str, *, source: str = "cli") -> None:
@@ -24,8 +24,8 @@ def corrections_as_examples(db: Database) -> list[Labelled]:
     """One training example per corrected message, labelled with its newest correction."""
     newest: dict[int, tuple[str, bytes]] = {}
     with db.session() as session:
-        rows = session.execute(select(Correction.message_id, Correction.category, Message.raw)
-                               .join(Message, Message.id == Correction.message_id).order_by(Correction.id))
+        rows = session.execute(select(Correction.message_id, Correction.category, MessageBody.raw)
+                               .join(MessageBody, MessageBody.message_id == Correction.message_id).order_by(Correction.id))
         for message_id, category, raw in rows:
             newest[message_id] = (category, raw)
     examples = []

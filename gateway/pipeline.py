@@ -8,7 +8,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -18,7 +18,8 @@ from classifier.textprep import customer_text
 from gateway.config.schema import GatewayConfig, Mailbox, describe_target
 from gateway.limits import check_limits
 from gateway.parsing import ParsedMail, parse
-from gateway.replies.completeness import Completeness, ThreadState, check_completeness
+from gateway.replies.completeness import (Completeness, Evidence, ThreadState, check_completeness, gather_evidence,
+                                         steps_model)
 from gateway.replies.loopguard import reasons_not_to_reply
 from gateway.routing.calendar import local_time
 from gateway.routing.phases import PhaseDecision, phase_for
@@ -109,7 +110,7 @@ def thread_ids(mail: ParsedMail) -> tuple[str, ...]:
 
 
 def classify_text(model: CategoryModel, mail: ParsedMail, threshold: float | None = None) -> tuple[str, str, Prediction]:
-    """Classify stage: (prepared text, language, prediction)."""
+    """Classify stage for one mail: (prepared text, language, prediction)."""
     text = customer_text(mail.subject, mail.text)
     prediction = model.predict([text], threshold=threshold)[0]
     return text, detect_language(text), prediction
@@ -117,26 +118,46 @@ def classify_text(model: CategoryModel, mail: ParsedMail, threshold: float | Non
 
 @dataclass(frozen=True)
 class Analysis:
-    """What the untrusted content yields (parse and classify stages); the processor computes it isolated."""
+    """What the untrusted content yields (parse, classify and evidence); the processor computes it isolated."""
 
     mail: ParsedMail
     text: str
     language: str
     prediction: Prediction
+    evidence: Evidence
 
 
-def analyse(config: GatewayConfig, model: CategoryModel, raw: bytes,
-            enter: Callable[[str], None] = lambda stage: None) -> Analysis:
-    """Check the limits, parse and classify, telling ``enter`` each stage as it starts.
-
-    Raises :class:`ParseLimitExceeded` for a message over a limit.
-    """
+def prepare(config: GatewayConfig, raw: bytes, enter: Callable[[str], None] = lambda stage: None
+            ) -> tuple[ParsedMail, str]:
+    """Limits and parse stages: (mail, the customer's own text); raises :class:`ParseLimitExceeded`."""
     enter("limits")
     check_limits(raw, config.limits)
     enter("parse")
     mail = parse(raw)
+    return mail, customer_text(mail.subject, mail.text)
+
+
+def classify_prepared(config: GatewayConfig, model: CategoryModel,
+                      prepared: Sequence[tuple[ParsedMail, str]]) -> list[Analysis]:
+    """Classify stage for many prepared mails at once (one model call each for category and steps)."""
+    if not prepared:
+        return []
+    texts = [text for _, text in prepared]
+    predictions = model.predict(texts, threshold=config.classifier.abstain_threshold)
+    evidence = gather_evidence(prepared, steps_model(config.classifier.models_dir))
+    return [Analysis(mail, text, detect_language(text), prediction, found)
+            for (mail, text), prediction, found in zip(prepared, predictions, evidence)]
+
+
+def analyse(config: GatewayConfig, model: CategoryModel, raw: bytes,
+            enter: Callable[[str], None] = lambda stage: None) -> Analysis:
+    """Check the limits, parse and classify one message, telling ``enter`` each stage as it starts.
+
+    Raises :class:`ParseLimitExceeded` for a message over a limit.
+    """
+    prepared = prepare(config, raw, enter)
     enter("classify")
-    return Analysis(mail, *classify_text(model, mail, config.classifier.abstain_threshold))
+    return classify_prepared(config, model, [prepared])[0]
 
 
 def plan_auto_reply(config: GatewayConfig, mail: ParsedMail, completeness: Completeness, sender: str,
@@ -180,7 +201,7 @@ def decide(config: GatewayConfig, model: CategoryModel, raw: bytes, mailbox: Mai
     routed = route(config, facts)
     # an unsure category asks the customer for nothing: a human decides first
     thread_state = history.thread_state(origin) if origin else None
-    completeness = check_completeness(config, mail, text, "" if prediction.abstained else prediction.category,
+    completeness = check_completeness(config, analysis.evidence, "" if prediction.abstained else prediction.category,
                                       thread_state, lambda digests: history.recurring_images(sender, digests))
     fingerprint = request_fingerprint(text)
     window = dt.timedelta(hours=config.routing.duplicate_window_hours)

@@ -2,13 +2,15 @@
 
 The decision row, every outbox row and the state change to DECIDED are one transaction, so a crash
 leaves a message either untouched (decided again after restart) or fully planned (never planned twice).
-Parsing and classification run in isolated worker processes (:mod:`gateway.isolation`), several messages
-side by side; decisions are committed in arrival order. A message over a parse limit goes to triage
-unparsed; one that fails again and again is quarantined (:mod:`gateway.quarantine`) instead of blocking the queue.
+Messages are taken in rounds: parsed and classified in chunks by isolated worker processes
+(:mod:`gateway.isolation`), then decided in arrival order, COMMIT_EVERY to a transaction with a savepoint
+each, so one failing message rolls back only itself. A message over a parse limit goes to triage unparsed;
+one that fails again and again is quarantined (:mod:`gateway.quarantine`) instead of blocking the queue.
 """
 from __future__ import annotations
 
 import datetime as dt
+import math
 from concurrent.futures import ThreadPoolExecutor
 from email.policy import SMTP
 
@@ -34,6 +36,11 @@ from gateway.storage.store import DbHistory
 
 log = structlog.get_logger("gateway.processor")
 MAX_ATTEMPTS = 3
+BATCH_MESSAGES = 100  # waiting messages taken per round
+BATCH_BYTES = 32 * 1024 * 1024  # and about this much raw mail read into memory per round
+CHUNK_MESSAGES = 50  # messages sent to one worker at once
+COMMIT_EVERY = 50  # decisions per transaction: fewer fsyncs, yet a short hold on SQLite's write lock
+Analysed = tuple[bytes | None, Outcome]  # the raw mail (None: not read, too big) and what its analysis found
 
 
 def audit_headers(decision: Decision, public_id: str) -> dict[str, str]:
@@ -64,73 +71,115 @@ class Processor:
         self.workers = WorkerPool(config.limits.workers, config.limits.worker_memory_mb)
         self._analysing = ThreadPoolExecutor(config.limits.workers, thread_name_prefix="analyse")
 
-    def run_once(self, batch: int = 100) -> int:
+    def run_once(self, batch: int = BATCH_MESSAGES) -> int:
         """Decide up to ``batch`` waiting messages; returns how many were handled."""
-        with self.db.session() as session:
-            ids = session.scalars(select(db.Message.id).where(db.Message.state == db.MessageState.RECEIVED)
-                                  .order_by(db.Message.id).limit(batch)).all()
-        for message_id, outcome in zip(ids, self._analysing.map(self.analyse, ids)):
-            if outcome is not None:  # None: no longer waiting (another instance decided it)
-                self.process(message_id, outcome)
-        return len(ids)
-
-    def analyse(self, message_id: int) -> Outcome | None:
-        """Limits, parse and classify a waiting message in a worker process; None if it is not waiting any more."""
-        waiting = (db.Message.id == message_id, db.Message.state == db.MessageState.RECEIVED)
-        with self.db.session() as session:
-            size = session.scalar(select(db.Message.size).where(*waiting))
+        waiting = self._waiting(batch)
+        outcomes: dict[int, Analysed] = {}
+        readable = []
+        for message_id, size in waiting:
             try:
-                check_size(size or 0, self.config.limits)
+                check_size(size, self.config.limits)
+                readable.append(message_id)
             except ParseLimitExceeded as exc:
-                return exc  # too big to be read at all: not worth a trip to a worker
-            raw = session.scalar(select(db.Message.raw).where(*waiting))
-        if raw is None:
-            return None
-        with observe("analyse") as result:
-            outcome = self.workers.analyse(self.config, self.model, raw)
-            result.value = {Analysis: "analysed", Failure: "failed"}.get(type(outcome), "over-limit")
-        return outcome
+                outcomes[message_id] = (None, exc)  # too big to be read at all: not worth a trip to a worker
+        for analysed in self._analysing.map(self.analyse, self._chunks(readable)):
+            outcomes.update(analysed)
+        ids = [message_id for message_id, _ in waiting]
+        for start in range(0, len(ids), COMMIT_EVERY):
+            self._decide_group(ids[start:start + COMMIT_EVERY], outcomes)
+        return len(waiting)
 
-    def process(self, message_id: int, outcome: Outcome | None = None) -> None:
-        """Decide one message from its analysis (made now if not given); commit decision and outbox together."""
-        with observe("decide") as result:
-            try:
-                if outcome is None:
-                    outcome = self.analyse(message_id)
+    def _waiting(self, batch: int) -> list[tuple[int, int]]:
+        """(id, size) of the oldest waiting messages: at most ``batch`` of them and about BATCH_BYTES to read."""
+        with self.db.session() as session:
+            rows = session.execute(select(db.Message.id, db.Message.size).where(
+                db.Message.state == db.MessageState.RECEIVED).order_by(db.Message.id).limit(batch)).all()
+        taken, total = [], 0
+        for message_id, size in rows:
+            if taken and total + size > BATCH_BYTES:
+                break
+            taken.append((message_id, size))
+            total += size if size <= self.config.limits.max_message_bytes else 0
+        return taken
+
+    def _chunks(self, ids: list[int]) -> list[list[int]]:
+        """Split ``ids`` so that every worker gets a share, none larger than CHUNK_MESSAGES."""
+        if not ids:
+            return []
+        count = max(self.config.limits.workers, math.ceil(len(ids) / CHUNK_MESSAGES))
+        size = math.ceil(len(ids) / count)
+        return [ids[start:start + size] for start in range(0, len(ids), size)]
+
+    def analyse(self, ids: list[int]) -> dict[int, Analysed]:
+        """Limits, parse and classify waiting messages in a worker process; those no longer waiting are left out."""
+        with self.db.session() as session:
+            raws = dict(session.execute(select(db.MessageBody.message_id, db.MessageBody.raw).join(db.Message).where(
+                db.Message.id.in_(ids), db.Message.state == db.MessageState.RECEIVED).order_by(db.Message.id)).all())
+        if not raws:
+            return {}
+        with observe("analyse") as result:
+            outcomes = self.workers.analyse_many(self.config, self.model, list(raws.values()))
+            result.value = "analysed" if len(raws) > 1 else {Analysis: "analysed", Failure: "failed"}.get(
+                type(outcomes[0]), "over-limit")
+        return {message_id: (raw, outcome) for (message_id, raw), outcome in zip(raws.items(), outcomes)}
+
+    def process(self, message_id: int, outcome: Outcome) -> None:
+        """Decide one message from an outcome of its analysis (what ``run_once`` does for many)."""
+        self._decide_group([message_id], {message_id: (None, outcome)})
+
+    def _decide_group(self, ids: list[int], outcomes: dict[int, Analysed]) -> None:
+        """Decide ``ids`` in one transaction, each in its own savepoint; failures are counted afterwards."""
+        failures: list[tuple[int, Failure]] = []
+        decided: list[Decision] = []
+        with self.db.session() as session:
+            for message_id in ids:
+                raw, outcome = outcomes.get(message_id, (None, None))
                 if isinstance(outcome, Failure):
-                    result.value = record_failure(self.db, message_id, outcome, MAX_ATTEMPTS)
-                    return
-                with self.db.session() as session:
-                    # SKIP LOCKED: another instance deciding this message right now is not waited for
-                    message = session.get(db.Message, message_id, with_for_update={"skip_locked": True})
-                    if outcome is None or message is None or message.state != db.MessageState.RECEIVED:
-                        result.value = None  # another worker has it or got there first
-                        return
-                    if isinstance(outcome, ParseLimitExceeded):
-                        triage_unparsed(session, self.config, message, f"{outcome}; delivered unparsed")
-                        log.warning("over a limit, delivered unparsed to triage", message=message.public_id,
-                                    limit=outcome.limit, error=str(outcome))
-                        result.value = "unparsed"
-                        return
-                    decision = self._decide(session, message, outcome)
-                DECISIONS.labels(decision.prediction.category, decision.route.role).inc()
-                result.value = "decided"
-            except Exception as exc:  # one bad message must never stop the others
-                result.value = record_failure(self.db, message_id, failure_from(exc), MAX_ATTEMPTS)
+                    failures.append((message_id, outcome))
+                    continue
+                with observe("decide") as result:
+                    try:
+                        with session.begin_nested():
+                            result.value, decision = self._decide_one(session, message_id, raw, outcome)
+                    except Exception as exc:  # one bad message must never stop the others
+                        result.value = None
+                        failures.append((message_id, failure_from(exc)))
+                        continue
+                if decision is not None:
+                    decided.append(decision)
+        for decision in decided:
+            DECISIONS.labels(decision.prediction.category, decision.route.role).inc()
+        for message_id, failure in failures:
+            with observe("decide") as result:
+                result.value = record_failure(self.db, message_id, failure, MAX_ATTEMPTS)
+
+    def _decide_one(self, session: Session, message_id: int, raw: bytes | None, outcome: Outcome | None
+                    ) -> tuple[str | None, Decision | None]:
+        """(metrics outcome, decision) for one message, written into the open transaction."""
+        # SKIP LOCKED: another instance deciding this message right now is not waited for
+        message = session.get(db.Message, message_id, with_for_update={"skip_locked": True})
+        if outcome is None or message is None or message.state != db.MessageState.RECEIVED:
+            return None, None  # another worker has it or got there first
+        if isinstance(outcome, ParseLimitExceeded):
+            triage_unparsed(session, self.config, message, f"{outcome}; delivered unparsed")
+            log.warning("over a limit, delivered unparsed to triage", message=message.public_id,
+                        limit=outcome.limit, error=str(outcome))
+            return "unparsed", None
+        return "decided", self._decide(session, message, message.raw if raw is None else raw, outcome)
 
     def start(self) -> None:
         """Start the worker processes now (otherwise the first messages start them)."""
-        self.workers.start(self.model)
+        self.workers.start(self.config, self.model)
 
     def close(self) -> None:
         """Stop the worker processes (new ones start if it is used again)."""
         self.workers.close()
 
-    def _decide(self, session: Session, message: db.Message, analysis: Analysis) -> Decision:
+    def _decide(self, session: Session, message: db.Message, raw: bytes, analysis: Analysis) -> Decision:
         mailbox = self.config.mailbox(message.mailbox)
         if mailbox is None:
             raise GatewayError(f"mailbox {message.mailbox} is no longer configured")
-        decision = decide(self.config, self.model, message.raw, mailbox, envelope_from=message.envelope_from,
+        decision = decide(self.config, self.model, raw, mailbox, envelope_from=message.envelope_from,
                           at=message.received_at, history=DbHistory(session), analysis=analysis)
         session.add(_decision_row(message, decision))
         session.add_all(db.MessageImage(message_id=message.id, sender=decision.sender, sha256=digest)
@@ -139,7 +188,7 @@ class Processor:
         target = "shadow" if shadow else decision.route.target_name
         # shadow mode delivers the original unchanged; the decision is only recorded
         header_block = b"" if shadow else gateway_headers(audit_headers(decision, message.public_id),
-                                                          line_ending(message.raw))
+                                                          line_ending(raw))
         session.add(db.OutboxItem(message_id=message.id, key=f"{message.public_id}.delivery",
                                   kind=db.OutboxKind.DELIVERY, target=target, envelope_from=message.mailbox,
                                   envelope_to=[], payload=header_block))

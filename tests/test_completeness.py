@@ -7,6 +7,7 @@ import random
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,9 +15,10 @@ from PIL import Image, ImageDraw
 
 from classifier.steps import StepsExample, choose, load_steps_model, near_duplicate_groups, split
 from gateway.errors import ModelError
-from gateway.parsing import parse
-from gateway.replies.completeness import (STEP_RULES, ThreadState, check_completeness, has_steps, image_digest,
-                                          steps_model)
+from gateway.config.schema import GatewayConfig
+from gateway.parsing import ParsedMail, parse
+from gateway.replies.completeness import (STEP_RULES, Completeness, ThreadState, check_completeness, gather_evidence,
+                                          has_steps, image_digest, steps_model)
 from tests.conftest import ROOT
 
 STEPS_DIR = ROOT / "models" / "steps"
@@ -118,6 +120,13 @@ def test_a_rule_is_chosen_only_when_it_improves_the_measured_f1() -> None:
     assert rules == () and 0 < threshold <= 1.0  # the model alone is perfect: no rule is added
 
 
+def completeness_of(config: GatewayConfig, mail: ParsedMail, text: str, category: str, *args: Any,
+                    **kwargs: Any) -> Completeness:
+    """The completeness stage on the evidence the worker would find in ``mail`` with ``text``."""
+    evidence = gather_evidence([(mail, text)], steps_model(config.classifier.models_dir))[0]
+    return check_completeness(config, evidence, category, *args, **kwargs)
+
+
 @pytest.mark.parametrize(("data", "content_type", "name", "expected"), [
     (picture(1280, 800), "image/png", "fehler.png", True),
     (picture(1280, 800, "JPEG"), "image/jpeg", "fehler.jpg", True),
@@ -133,7 +142,7 @@ def test_a_rule_is_chosen_only_when_it_improves_the_measured_f1() -> None:
 def test_screenshot_rules_read_the_real_image_header(config, data: bytes, content_type: str, name: str,
                                                      expected: bool) -> None:
     mail = parse(mail_with((data, content_type, name)))
-    result = check_completeness(config, mail, "Fehler", "incident")
+    result = completeness_of(config, mail, "Fehler", "incident")
     assert result.has_screenshot is expected
     assert ("screenshot" in result.missing) is not expected
 
@@ -141,32 +150,32 @@ def test_screenshot_rules_read_the_real_image_header(config, data: bytes, conten
 def test_an_inline_cid_image_counts_as_a_screenshot(config) -> None:
     mail = parse(mail_with(html_cid="shot1@example.org"))
     assert mail.attachments and mail.html_cids == ("shot1@example.org",)
-    assert check_completeness(config, mail, "Fehler", "incident").has_screenshot
+    assert completeness_of(config, mail, "Fehler", "incident").has_screenshot
 
 
 def test_an_image_the_sender_sent_before_is_a_logo(config) -> None:
     mail = parse(mail_with((picture(600, 200, seed=7), "image/png", "image001.png")))
-    [digest] = check_completeness(config, mail, "Fehler", "incident").image_digests
+    [digest] = completeness_of(config, mail, "Fehler", "incident").image_digests
     assert digest == image_digest(mail.attachments[0])
-    again = check_completeness(config, mail, "Fehler", "incident", recurring=lambda digests: frozenset(digests))
+    again = completeness_of(config, mail, "Fehler", "incident", recurring=lambda digests: frozenset(digests))
     assert not again.has_screenshot and again.missing == ("steps", "screenshot")
 
 
 def test_only_the_configured_categories_need_anything(config) -> None:
     mail = parse(mail_with())
-    assert check_completeness(config, mail, "Alles steht still", "outage").complete is None
-    assert check_completeness(config, mail, "Rechnung falsch", "billing").missing == ()
-    assert check_completeness(config, mail, "Fehler", "incident").missing == ("steps", "screenshot")
+    assert completeness_of(config, mail, "Alles steht still", "outage").complete is None
+    assert completeness_of(config, mail, "Rechnung falsch", "billing").missing == ()
+    assert completeness_of(config, mail, "Fehler", "incident").missing == ("steps", "screenshot")
 
 
 def test_a_reply_is_judged_together_with_its_thread(config) -> None:
     answer = parse(mail_with((picture(1280, 800), "image/png", "fehler.png")))
     steps_before = ThreadState("incident", has_steps=True, has_screenshot=False, answered=True)
-    combined = check_completeness(config, answer, "Hier der Screenshot.", "other", steps_before)
+    combined = completeness_of(config, answer, "Hier der Screenshot.", "other", steps_before)
     assert combined.complete is True and combined.missing == ()
     assert combined.has_steps is False and combined.has_screenshot is True  # this mail's own evidence
     nothing_before = ThreadState("incident", has_steps=False, has_screenshot=False, answered=True)
-    assert check_completeness(config, answer, "Hier der Screenshot.", "other", nothing_before).missing == ("steps",)
+    assert completeness_of(config, answer, "Hier der Screenshot.", "other", nothing_before).missing == ("steps",)
 
 
 def test_the_image_digest_ignores_the_file_name() -> None:

@@ -16,7 +16,7 @@ from classifier.model import CategoryModel
 from gateway.config import parse_config
 from gateway.config.schema import Limits
 from gateway.errors import ConfigError, ParseLimitExceeded
-from gateway.isolation import Worker, WorkerPool
+from gateway.isolation import Worker, WorkerLost, WorkerPool
 from gateway.limits import check_limits
 from gateway.pipeline import Analysis, analyse
 from gateway.quarantine import Failure
@@ -140,10 +140,12 @@ def test_memory_is_capped_by_setrlimit(config_data: dict[str, Any], shipped_mode
 
 def test_a_killed_worker_is_reported_and_replaced(config_data: dict[str, Any], shipped_model: CategoryModel) -> None:
     config = limited(config_data)
-    worker = Worker(shipped_model, 256)
-    assert isinstance(worker.run(config, NORMAL), Analysis)
+    worker = Worker(config, shipped_model, 256)
+    assert isinstance(worker.run(config, [NORMAL])[0], Analysis)
     threading.Timer(0.5, os.kill, (worker.process.pid, signal.SIGKILL)).start()
-    died = worker.run(config, SLOW_HTML)
+    with pytest.raises(WorkerLost) as lost:
+        worker.run(config, [SLOW_HTML])
+    died = lost.value.outcome
     assert isinstance(died, Failure) and died.stage == "parse" and "SIGKILL" in died.reason, died
     assert not worker.alive
     worker.stop()

@@ -19,7 +19,7 @@ from classifier.model import CategoryModel
 from gateway.cli import app
 from gateway.config import parse_config
 from gateway.delivery.outbox import OutboxWorker
-from gateway.isolation import Worker
+from gateway.isolation import Worker, WorkerLost
 from gateway.processor import MAX_ATTEMPTS, Processor
 from gateway.storage.db import Database
 from gateway.storage.models import Message, MessageState, QuarantineEntry
@@ -72,10 +72,12 @@ def test_a_failing_message_is_retried_then_quarantined_and_the_mailbox_moves_on(
 def test_a_message_that_kills_its_worker_is_quarantined_and_the_next_is_decided(
         database: Database, config: Any, processor: Processor, shipped_model: CategoryModel) -> None:
     poison = store_raw(database, POISON, mailbox="support@tessaro.example", source="smtp").public_id
-    worker = Worker(shipped_model, 256)
-    assert worker.run(config, normal(0)).mail.subject  # started and ready
+    worker = Worker(config, shipped_model, 256)
+    assert worker.run(config, [normal(0)])[0].mail.subject  # started and ready
     threading.Timer(0.5, os.kill, (worker.process.pid, signal.SIGKILL)).start()  # dies while parsing the poison
-    died = worker.run(config, POISON)
+    with pytest.raises(WorkerLost) as lost:
+        worker.run(config, [POISON])
+    died = lost.value.outcome
     worker.stop()
     with database.session() as session:
         message_id = session.scalar(select(Message.id).where(Message.public_id == poison))

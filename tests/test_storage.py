@@ -3,11 +3,15 @@ from __future__ import annotations
 
 import hashlib
 
-from alembic.autogenerate import compare_metadata
-from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select
+from pathlib import Path
 
-from gateway.storage.db import Database
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect, select, text
+
+from gateway.storage.db import MIGRATIONS, Database
 from gateway.storage.models import Base, Message, MessageState
 from gateway.storage.store import header_message_id, store_raw
 
@@ -20,6 +24,24 @@ def test_migrations_match_the_models_and_are_idempotent(database: Database) -> N
         assert compare_metadata(MigrationContext.configure(connection), Base.metadata) == []
     tables = set(inspect(database.engine).get_table_names())
     assert {"messages", "decisions", "outbox", "corrections", "mailbox_state", "alembic_version"} <= tables
+
+
+def test_stored_mail_keeps_its_bytes_when_the_bodies_move_to_their_own_table(tmp_path: Path) -> None:
+    database = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    with database.engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "0003_quarantine")  # the schema that kept raw in messages
+        connection.execute(text(
+            "INSERT INTO messages (public_id, mailbox, source, envelope_to, sha256, size, raw, received_at, state,"
+            " attempts, updated_at) VALUES ('p1', 'support@tessaro.example', 'smtp', '[]', 'x', :size, :raw,"
+            " '2026-11-01 00:00:00', 'DECIDED', 0, '2026-11-01 00:00:00')"), {"size": len(RAW), "raw": RAW})
+    database.upgrade()
+    with database.session() as session:
+        assert session.scalar(select(Message).where(Message.public_id == "p1")).raw == RAW
+    assert "raw" not in {c["name"] for c in inspect(database.engine).get_columns("messages")}
+    database.dispose()
 
 
 def test_sqlite_runs_in_wal_mode_with_full_sync(database: Database) -> None:

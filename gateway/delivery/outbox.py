@@ -19,7 +19,7 @@ from gateway.delivery.targets import append_to_imap, deliver_to_maildir, send_vi
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 from gateway.metrics import observe
 from gateway.storage.db import Database
-from gateway.storage.models import Message, MessageState, OutboxItem, OutboxState, utcnow
+from gateway.storage.models import Message, MessageBody, MessageState, OutboxItem, OutboxState, utcnow
 
 log = structlog.get_logger("gateway.outbox")
 
@@ -80,9 +80,12 @@ class OutboxWorker:
             ).all()
             out = []
             lease = dt.timedelta(seconds=self.config.outbound.claim_lease_seconds)
+            deliveries = [row.message_id for row in rows if row.kind != "reply"]
+            raws = dict(session.execute(select(MessageBody.message_id, MessageBody.raw).where(
+                MessageBody.message_id.in_(deliveries))).all()) if deliveries else {}
             for row in rows:
                 row.next_attempt_at = now + lease  # a crashed holder's items come back after the lease
-                data = row.payload if row.kind == "reply" else row.payload + row.message.raw
+                data = row.payload if row.kind == "reply" else row.payload + raws[row.message_id]
                 out.append(Claimed(row.id, row.key, row.kind, row.target, row.envelope_from, list(row.envelope_to),
                                    data, row.attempts))
             return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import io
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -76,6 +76,20 @@ class ThreadState:
 
 
 @dataclass(frozen=True)
+class Evidence:
+    """What a mail itself shows, found with its content in the isolated worker: steps, screenshot-sized images."""
+
+    has_steps: bool
+    image_digests: tuple[str, ...]  # of screenshot-sized images, to tell screenshots from recurring logos
+
+
+def gather_evidence(mails: Sequence[tuple[ParsedMail, str]], model: StepsModel) -> list[Evidence]:
+    """The :class:`Evidence` of each (mail, customer text) pair."""
+    steps = steps_in([text for _, text in mails], model)
+    return [Evidence(found, screenshot_digests(mail)) for (mail, _), found in zip(mails, steps)]
+
+
+@dataclass(frozen=True)
 class Completeness:
     complete: bool | None  # None: this category needs nothing, so it was not checked
     missing: tuple[str, ...]
@@ -92,7 +106,17 @@ def steps_model(models_dir: Path) -> StepsModel:
 
 def has_steps(text: str, model: StepsModel) -> bool:
     """The chosen rules, or the model's probability at or above its threshold."""
-    return any(STEP_RULES[name](text) for name in model.rules) or model.probability(text) >= model.threshold
+    return steps_in([text], model)[0]
+
+
+def steps_in(texts: Sequence[str], model: StepsModel) -> list[bool]:
+    """:func:`has_steps` for many texts, with one model call for those no rule settles."""
+    found = [any(STEP_RULES[name](text) for name in model.rules) for text in texts]
+    unsettled = [i for i, hit in enumerate(found) if not hit]
+    if unsettled:
+        for i, probability in zip(unsettled, model.probabilities([texts[i] for i in unsettled])):
+            found[i] = probability >= model.threshold
+    return found
 
 
 def image_size(head: bytes) -> tuple[str, int, int] | None:
@@ -134,15 +158,13 @@ def _nothing_recurs(digests: tuple[str, ...]) -> frozenset[str]:
     return frozenset()
 
 
-def check_completeness(config: GatewayConfig, mail: ParsedMail, text: str, category: str,
-                       thread: ThreadState | None = None,
+def check_completeness(config: GatewayConfig, evidence: Evidence, category: str, thread: ThreadState | None = None,
                        recurring: Callable[[tuple[str, ...]], frozenset[str]] = _nothing_recurs) -> Completeness:
     """What the category (and the thread's first category) requires, and which of it the thread still lacks.
 
     ``recurring`` tells which of the given image digests the sender sent before: logos, not screenshots.
     """
-    digests = screenshot_digests(mail)
-    steps = has_steps(text, steps_model(config.classifier.models_dir))
+    steps, digests = evidence.has_steps, evidence.image_digests
     seen = recurring(digests) if digests else frozenset()
     screenshot = any(d not in seen for d in digests)
     require = config.completeness.require

@@ -59,7 +59,6 @@ class Message(Base):
     header_message_id: Mapped[str | None] = mapped_column(String(998))
     sha256: Mapped[str] = mapped_column(String(64))
     size: Mapped[int]
-    raw: Mapped[bytes] = mapped_column(LargeBinary)
     imap_uidvalidity: Mapped[int | None] = mapped_column(BigInteger)  # 32-bit unsigned in IMAP
     imap_uid: Mapped[int | None] = mapped_column(BigInteger)
     received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -68,8 +67,23 @@ class Message(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
+    body: Mapped[MessageBody] = relationship()
     decision: Mapped[Decision | None] = relationship(back_populates="message", uselist=False)
     outbox: Mapped[list[OutboxItem]] = relationship(back_populates="message")
+
+    @property
+    def raw(self) -> bytes:
+        """The message exactly as received (loaded from its own table on first use)."""
+        return self.body.raw
+
+
+class MessageBody(Base):
+    """The raw bytes of a message, in a table of their own: a state change never rewrites megabytes of mail."""
+
+    __tablename__ = "message_bodies"
+
+    message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), primary_key=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
 
 
 class Decision(Base):

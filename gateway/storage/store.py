@@ -14,7 +14,8 @@ from gateway.metrics import observed
 from gateway.replies.completeness import ThreadState
 from gateway.routing.router import ThreadOrigin
 from gateway.storage.db import Database
-from gateway.storage.models import Decision, Message, MessageImage, MessageState, OutboxItem, OutboxKind
+from gateway.storage.models import (Decision, Message, MessageBody, MessageImage, MessageState, OutboxItem,
+                                   OutboxKind)
 
 _MESSAGE_ID_HEADER = re.compile(rb"^message-id:[ \t]*(<[^>\x00-\x1f\x7f]{1,900}>)", re.IGNORECASE | re.MULTILINE)
 
@@ -46,7 +47,7 @@ def store_raw(db: Database, raw: bytes, *, mailbox: str, source: str, envelope_f
                 return Stored(existing, True)
             message = Message(
                 mailbox=mailbox, source=source, envelope_from=envelope_from, envelope_to=envelope_to or [],
-                header_message_id=message_id, sha256=digest, size=len(raw), raw=raw,
+                header_message_id=message_id, sha256=digest, size=len(raw), body=MessageBody(raw=raw),
                 imap_uidvalidity=uidvalidity, imap_uid=uid, state=MessageState.RECEIVED,
             )
             session.add(message)
