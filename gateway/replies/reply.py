@@ -1,4 +1,5 @@
-"""Build the automatic reply asking for missing details: rendered per language, threaded, RFC 3834 headers."""
+"""Build the automatic replies (asking for missing details, naming the key users): rendered per language,
+threaded, RFC 3834 headers."""
 from __future__ import annotations
 
 import re
@@ -51,14 +52,28 @@ def reply_language(language: str) -> str:
     return language if language in LANGUAGES else FALLBACK_LANGUAGE
 
 
-def render_missing_info(templates_dir: Path, language: str, *, name: str, subject: str, role: str,
-                        missing: tuple[str, ...], reference: str) -> str:
-    """The reply text in the customer's language (English when we have no template for it)."""
+def _render(templates_dir: Path, kind: str, language: str, *, name: str, subject: str, role: str, reference: str,
+            **details: object) -> str:
+    """Template ``<kind>.<language>.txt.j2`` (English when we have none for the language), filled in."""
     lang = reply_language(language)
-    template = _environment(str(templates_dir)).get_template(f"missing_info.{lang}.txt.j2")
+    template = _environment(str(templates_dir)).get_template(f"{kind}.{lang}.txt.j2")
     team = _TEAM_NAMES[lang].get(role, role.replace("_", " "))
     return template.render(name=clean_header_value(name, 80), subject=clean_header_value(subject), team=team,
-                           missing=list(missing), reference=reference)
+                           reference=reference, **details)
+
+
+def render_missing_info(templates_dir: Path, language: str, *, name: str, subject: str, role: str,
+                        missing: tuple[str, ...], reference: str) -> str:
+    """The reply asking for what is missing, in the customer's language."""
+    return _render(templates_dir, "missing_info", language, name=name, subject=subject, role=role,
+                   reference=reference, missing=list(missing))
+
+
+def render_key_user(templates_dir: Path, language: str, *, name: str, subject: str, role: str, customer: str,
+                    key_users: list[str], reference: str) -> str:
+    """The reply to a sender who is not a key user: delivered all the same, and who the key users are."""
+    return _render(templates_dir, "key_user", language, name=name, subject=subject, role=role,
+                   reference=reference, customer=customer, key_users=key_users)
 
 
 def build_reply(mail: ParsedMail, *, mailbox: str, to: str, body: str, loop_id: str) -> EmailMessage:
