@@ -8,12 +8,16 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from classifier.taxonomy import FALLBACK_LANGUAGE, LANGUAGES
 from gateway.parsing import ParsedMail
 from gateway.storage.models import utcnow
+
+if TYPE_CHECKING:
+    from gateway.pipeline import Decision
 
 #: a Message-ID we copy into In-Reply-To/References: printable ASCII in angle brackets, nothing to decode
 _SAFE_MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")
@@ -74,6 +78,18 @@ def render_key_user(templates_dir: Path, language: str, *, name: str, subject: s
     """The reply to a sender who is not a key user: delivered all the same, and who the key users are."""
     return _render(templates_dir, "key_user", language, name=name, subject=subject, role=role,
                    reference=reference, customer=customer, key_users=key_users)
+
+
+def render_reply(templates_dir: Path, decision: Decision, reference: str) -> str:
+    """The text of the reply the reply stage chose for ``decision``."""
+    mail, role = decision.mail, decision.route.role
+    if decision.reply_kind == "key_user":
+        customer = decision.phase.customer
+        assert customer is not None, "a key-user reply is only planned for a customer's sender"
+        return render_key_user(templates_dir, decision.language, name=mail.from_name, subject=mail.subject,
+                               role=role, customer=customer.name, key_users=customer.key_users, reference=reference)
+    return render_missing_info(templates_dir, decision.language, name=mail.from_name, subject=mail.subject,
+                               role=role, missing=decision.completeness.missing, reference=reference)
 
 
 def build_reply(mail: ParsedMail, *, mailbox: str, to: str, body: str, loop_id: str) -> EmailMessage:
