@@ -109,7 +109,7 @@ def classify(
                    "role": d.route.role, "target": d.target, "phase": d.phase.phase.value,
                    "phase_reason": d.phase.reason, "complete": d.completeness.complete,
                    "missing": list(d.completeness.missing), "auto_reply": d.auto_reply,
-                   "auto_reply_reason": d.auto_reply_reason, "rules": list(d.route.rules)}
+                   "reply_kind": d.reply_kind, "auto_reply_reason": d.auto_reply_reason, "rules": list(d.route.rules)}
         if as_json:
             typer.echo(json.dumps(row, ensure_ascii=False))
         else:

@@ -37,7 +37,7 @@ def explain(
         f"role        {d.route.role}",
         f"target      {describe_target(d.route.target)}",
         f"complete    {d.completeness.complete} (missing: {', '.join(d.completeness.missing) or 'nothing'})",
-        f"auto-reply  {'yes' if d.auto_reply else 'no'}: {d.auto_reply_reason}",
+        f"auto-reply  {f'yes ({d.reply_kind})' if d.reply_kind else 'no'}: {d.auto_reply_reason}",
     ]
     typer.echo("\n".join(lines))
 

@@ -10,12 +10,12 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Literal, Protocol
 
 from classifier.language import detect_language
 from classifier.model import CategoryModel, Prediction
 from classifier.textprep import customer_text
-from gateway.config.schema import GatewayConfig, Mailbox, describe_target
+from gateway.config.schema import Customer, GatewayConfig, Mailbox, describe_target
 from gateway.limits import check_limits
 from gateway.parsing import ParsedMail, parse
 from gateway.replies.completeness import (Completeness, Evidence, ThreadState, check_completeness, gather_evidence,
@@ -23,7 +23,10 @@ from gateway.replies.completeness import (Completeness, Evidence, ThreadState, c
 from gateway.replies.loopguard import reasons_not_to_reply
 from gateway.routing.calendar import local_time
 from gateway.routing.phases import PhaseDecision, phase_for
-from gateway.routing.router import Route, RouteFacts, ThreadOrigin, route
+from gateway.routing.router import KEY_USER_RULE, Route, RouteFacts, ThreadOrigin, route
+
+#: the automatic replies: asking for missing details, or naming the key users to a sender who is not one
+ReplyKind = Literal["missing_info", "key_user"]
 
 
 class History(Protocol):
@@ -67,7 +70,7 @@ class Decision:
     phase: PhaseDecision
     route: Route
     completeness: Completeness
-    auto_reply: bool
+    reply_kind: ReplyKind | None  # None: no automatic reply
     auto_reply_reason: str
     model_version: str
     sender: str
@@ -80,6 +83,10 @@ class Decision:
     @property
     def target(self) -> str:
         return describe_target(self.route.target)
+
+    @property
+    def auto_reply(self) -> bool:
+        return self.reply_kind is not None
 
 
 _NOT_WORDS = re.compile(r"[\W_]+")
@@ -162,24 +169,47 @@ def analyse(config: GatewayConfig, model: CategoryModel, raw: bytes,
 
 def plan_auto_reply(config: GatewayConfig, mail: ParsedMail, completeness: Completeness, sender: str,
                     envelope_from: str | None, at: dt.datetime, history: History,
-                    duplicate_of: str | None = None, thread: ThreadState | None = None) -> tuple[bool, str]:
-    """Reply stage: (reply?, why) — only for incomplete requests from people, once per thread, within rate limits."""
-    if not completeness.missing:
-        return False, "nothing missing"
+                    duplicate_of: str | None = None, thread: ThreadState | None = None,
+                    not_key_user_of: Customer | None = None) -> tuple[ReplyKind | None, str]:
+    """Reply stage: (which reply, why) — to people only, once per thread, within rate limits.
+
+    ``not_key_user_of``: the customer whose key-user reply is due, because the sender is not one of its key users.
+    """
+    kind, why = _wanted_reply(completeness, thread, not_key_user_of)
+    if kind is None:
+        return None, why
     if duplicate_of:
-        return False, f"duplicate of {duplicate_of}"
+        return None, f"duplicate of {duplicate_of}"
     if not config.auto_reply.enabled:
-        return False, "auto-replies disabled"
+        return None, "auto-replies disabled"
     reasons = reasons_not_to_reply(mail, envelope_from, config.own_addresses, config.auto_reply.loop_id,
                                    config.auto_reply.authserv_id)
     if reasons:
-        return False, "; ".join(reasons)
+        return None, "; ".join(reasons)
     if thread is not None and thread.answered:
-        return False, "thread already got an automatic reply"
+        return None, "thread already got an automatic reply"
     sent = history.auto_replies_since(sender, at - dt.timedelta(days=1))
     if sent >= config.auto_reply.max_per_sender_per_day:
-        return False, f"rate limit: {sent} automatic replies to {sender} in 24 h"
-    return True, "missing " + ", ".join(completeness.missing)
+        return None, f"rate limit: {sent} automatic replies to {sender} in 24 h"
+    return kind, why
+
+
+def _wanted_reply(completeness: Completeness, thread: ThreadState | None,
+                  not_key_user_of: Customer | None) -> tuple[ReplyKind | None, str]:
+    """The reply the content calls for, before the safety checks. A new request from someone who is not a key user
+    gets the key-user reply only: what is missing is left to the key user, whom the sender should go through."""
+    missing = ", ".join(completeness.missing)
+    if not_key_user_of is not None and thread is None:
+        also = f" (also missing {missing})" if missing else ""
+        return "key_user", f"not a key user of {not_key_user_of.name!r}{also}"
+    if not missing:
+        return None, "nothing missing"
+    return "missing_info", f"missing {missing}"
+
+
+def _key_user_reply_due(customer: Customer | None, routed: Route) -> Customer | None:
+    """The sender's customer, if it wants a key-user reply and routing flagged the sender as no key user."""
+    return customer if customer and customer.key_user_reply and KEY_USER_RULE in routed.rules else None
 
 
 def decide(config: GatewayConfig, model: CategoryModel, raw: bytes, mailbox: Mailbox, *,
@@ -207,7 +237,7 @@ def decide(config: GatewayConfig, model: CategoryModel, raw: bytes, mailbox: Mai
     window = dt.timedelta(hours=config.routing.duplicate_window_hours)
     duplicate_of = history.recent_duplicate(sender, fingerprint, when - window) if window and sender else None
     reply, why = plan_auto_reply(config, mail, completeness, sender, envelope_from, when, history, duplicate_of,
-                                 thread_state)
+                                 thread_state, _key_user_reply_due(phase.customer, routed))
     return Decision(mail, language, prediction, phase, routed, completeness, reply, why, model.version, sender, when,
                     fingerprint, duplicate_of, mailbox.address,
                     model.threshold if config.classifier.abstain_threshold is None else config.classifier.abstain_threshold)

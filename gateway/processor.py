@@ -29,7 +29,7 @@ from gateway.pipeline import Analysis, Decision, decide, ticket_token
 from gateway.quarantine import Failure, failure_from, record_failure, triage_unparsed
 from gateway.sanitise import log_value
 from gateway.replies.loopguard import reply_address
-from gateway.replies.reply import build_reply, render_missing_info
+from gateway.replies.reply import build_reply, render_reply
 from gateway.storage import models as db
 from gateway.storage.db import Database
 from gateway.storage.store import DbHistory
@@ -204,9 +204,7 @@ class Processor:
     def _reply_item(self, message: db.Message, decision: Decision) -> db.OutboxItem:
         mail = decision.mail
         recipient = reply_address(mail, message.envelope_from)
-        body = render_missing_info(self.config.auto_reply.templates_dir, decision.language, name=mail.from_name,
-                                   subject=mail.subject, role=decision.route.role,
-                                   missing=decision.completeness.missing, reference=message.public_id)
+        body = render_reply(self.config.auto_reply.templates_dir, decision, reference=message.public_id)
         reply = build_reply(mail, mailbox=message.mailbox, to=recipient, body=body,
                             loop_id=self.config.auto_reply.loop_id)
         reply.replace_header("Subject", f"{reply['Subject']} {ticket_token(message.public_id)}")

@@ -79,3 +79,13 @@ def test_cli_check_config_accepts_the_example() -> None:
     done = subprocess.run([sys.executable, "-m", "gateway", "check-config"], capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0, done.stderr
     assert "OK" in done.stdout
+
+
+def test_a_key_user_reply_needs_key_users(config_data: dict[str, Any]) -> None:
+    config_data["customers"][1]["key_user_reply"] = True
+    with pytest.raises(ConfigError) as caught:
+        parse_config(config_data)
+    assert caught.value.problems == ["customers[1].key_user_reply: needs key_users (the reply names them), "
+                                     "but there are none"]
+    config_data["customers"][1]["key_users"] = ["it-coordinatie@vandijkzorg.example"]
+    assert parse_config(config_data).customers[1].key_user_reply is True

@@ -1,4 +1,5 @@
-"""Cross-field checks that need the whole configuration: overlaps, unknown holiday calendars, dead rules."""
+"""Cross-field checks of a parsed configuration: overlaps, key-user replies without key users, unknown holiday
+calendars, dead rules."""
 from __future__ import annotations
 
 from collections.abc import Iterator
@@ -11,6 +12,7 @@ from gateway.config.schema import GatewayConfig, Rule
 def semantic_problems(config: GatewayConfig) -> Iterator[str]:
     """Every ``key.path: message`` problem a valid-looking file can still have."""
     yield from _overlapping_customers(config)
+    yield from _key_user_replies(config)
     yield from _holiday_calendar(config)
     yield from _unreachable_rules(config.routing.rules)
     if config.gateway.mode == "route" and not config.roles:
@@ -26,6 +28,12 @@ def _overlapping_customers(config: GatewayConfig) -> Iterator[str]:
                     yield (f"customers[{index}].{kind}[{position}]: {value!r} also belongs to "
                            f"customers[{owner[value]}] ({config.customers[owner[value]].name!r})")
                 owner.setdefault(value, index)
+
+
+def _key_user_replies(config: GatewayConfig) -> Iterator[str]:
+    for index, customer in enumerate(config.customers):
+        if customer.key_user_reply and not customer.key_users:
+            yield f"customers[{index}].key_user_reply: needs key_users (the reply names them), but there are none"
 
 
 def _holiday_calendar(config: GatewayConfig) -> Iterator[str]:

@@ -120,7 +120,10 @@ class Customer(Strict):
     addresses: list[str] = []
     phase: Phase | None = None
     go_live: dt.date | None = None
+    #: when set, only these senders open requests; mail from others is still delivered, flagged key-user-policy
     key_users: list[str] = []
+    #: answer a sender who is not a key user once, politely, naming the key users (needs key_users)
+    key_user_reply: bool = False
     overrides: dict[str, Target] = {}
 
     @field_validator("domains", "addresses", "key_users")

@@ -1,4 +1,5 @@
-"""Build the automatic reply asking for missing details: rendered per language, threaded, RFC 3834 headers."""
+"""Build the automatic replies (asking for missing details, naming the key users): rendered per language,
+threaded, RFC 3834 headers."""
 from __future__ import annotations
 
 import re
@@ -7,12 +8,16 @@ from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
 from classifier.taxonomy import FALLBACK_LANGUAGE, LANGUAGES
 from gateway.parsing import ParsedMail
 from gateway.storage.models import utcnow
+
+if TYPE_CHECKING:
+    from gateway.pipeline import Decision
 
 #: a Message-ID we copy into In-Reply-To/References: printable ASCII in angle brackets, nothing to decode
 _SAFE_MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")
@@ -51,14 +56,40 @@ def reply_language(language: str) -> str:
     return language if language in LANGUAGES else FALLBACK_LANGUAGE
 
 
-def render_missing_info(templates_dir: Path, language: str, *, name: str, subject: str, role: str,
-                        missing: tuple[str, ...], reference: str) -> str:
-    """The reply text in the customer's language (English when we have no template for it)."""
+def _render(templates_dir: Path, kind: str, language: str, *, name: str, subject: str, role: str, reference: str,
+            **details: object) -> str:
+    """Template ``<kind>.<language>.txt.j2`` (English when we have none for the language), filled in."""
     lang = reply_language(language)
-    template = _environment(str(templates_dir)).get_template(f"missing_info.{lang}.txt.j2")
+    template = _environment(str(templates_dir)).get_template(f"{kind}.{lang}.txt.j2")
     team = _TEAM_NAMES[lang].get(role, role.replace("_", " "))
     return template.render(name=clean_header_value(name, 80), subject=clean_header_value(subject), team=team,
-                           missing=list(missing), reference=reference)
+                           reference=reference, **details)
+
+
+def render_missing_info(templates_dir: Path, language: str, *, name: str, subject: str, role: str,
+                        missing: tuple[str, ...], reference: str) -> str:
+    """The reply asking for what is missing, in the customer's language."""
+    return _render(templates_dir, "missing_info", language, name=name, subject=subject, role=role,
+                   reference=reference, missing=list(missing))
+
+
+def render_key_user(templates_dir: Path, language: str, *, name: str, subject: str, role: str, customer: str,
+                    key_users: list[str], reference: str) -> str:
+    """The reply to a sender who is not a key user: delivered all the same, and who the key users are."""
+    return _render(templates_dir, "key_user", language, name=name, subject=subject, role=role,
+                   reference=reference, customer=customer, key_users=key_users)
+
+
+def render_reply(templates_dir: Path, decision: Decision, reference: str) -> str:
+    """The text of the reply the reply stage chose for ``decision``."""
+    mail, role = decision.mail, decision.route.role
+    if decision.reply_kind == "key_user":
+        customer = decision.phase.customer
+        assert customer is not None, "a key-user reply is only planned for a customer's sender"
+        return render_key_user(templates_dir, decision.language, name=mail.from_name, subject=mail.subject,
+                               role=role, customer=customer.name, key_users=customer.key_users, reference=reference)
+    return render_missing_info(templates_dir, decision.language, name=mail.from_name, subject=mail.subject,
+                               role=role, missing=decision.completeness.missing, reference=reference)
 
 
 def build_reply(mail: ParsedMail, *, mailbox: str, to: str, body: str, loop_id: str) -> EmailMessage:
