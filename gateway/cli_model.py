@@ -140,7 +140,7 @@ def label(
         raise typer.Exit(2)
     settings = load_or_exit(config, check_secrets=False)
     try:
-        add_correction(open_database(settings, db), message_id, category, by or getpass.getuser(), source="cli")
+        added = add_correction(open_database(settings, db), message_id, category, by or getpass.getuser(), source="cli")
     except LookupError as exc:
         raise _fail(exc) from None
-    typer.echo(f"message {message_id} labelled {category}")
+    typer.echo(f"message {message_id} labelled {category}" + ("" if added else " (already so labelled)"))

@@ -6,18 +6,29 @@ from sqlalchemy import select
 from classifier.language import detect_language
 from classifier.textprep import customer_text
 from classifier.train import Labelled
+from gateway.metrics import CORRECTIONS
 from gateway.parsing import parse
 from gateway.storage.db import Database
 from gateway.storage.models import Correction, Message, MessageBody
 
 
-def add_correction(db: Database, public_id: str, category: str, by: str, *, source: str = "cli") -> None:
-    """Record that message ``public_id`` really is ``category`` (the newest correction wins)."""
+def add_correction(db: Database, public_id: str, category: str, by: str, *, source: str = "cli") -> bool:
+    """Record that message ``public_id`` really is ``category`` (the newest correction wins).
+
+    Returns False, and adds nothing, when the message's newest correction already says the same from the same
+    source: a correction repeated (an IMAP folder read again after a crash) never makes a second row.
+    """
     with db.session() as session:
         message_id = session.scalar(select(Message.id).where(Message.public_id == public_id))
         if message_id is None:
             raise LookupError(f"no stored message with id {public_id}")
+        newest = session.execute(select(Correction.category, Correction.source).where(
+            Correction.message_id == message_id).order_by(Correction.id.desc()).limit(1)).first()
+        if newest is not None and tuple(newest) == (category, source):
+            return False
         session.add(Correction(message_id=message_id, category=category, labelled_by=by, source=source))
+    CORRECTIONS.labels(source).inc()
+    return True
 
 
 def corrections_as_examples(db: Database) -> list[Labelled]:

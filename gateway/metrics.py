@@ -39,6 +39,8 @@ MESSAGES = Counter("gateway_messages", "Messages (outbox items for deliver/reply
                    ["stage", "outcome"], registry=None)
 DECISIONS = Counter("gateway_decisions", "Decided messages by category and recipient role.",
                     ["category", "role"], registry=None)
+CORRECTIONS = Counter("gateway_corrections", "Operator corrections recorded, by source (cli, imap).", ["source"],
+                      registry=None)
 STAGE_SECONDS = Histogram("gateway_stage_duration_seconds", "Time one message spends in a stage.", ["stage"],
                           buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60), registry=None)
 WAITING = (MessageState.RECEIVED, MessageState.DECIDED)
@@ -179,7 +181,7 @@ class MetricsServer:
     def __init__(self, settings: MetricsEndpoint, gateway: Observable) -> None:
         self.gateway = gateway
         self.registry = CollectorRegistry()
-        for collector in (MESSAGES, DECISIONS, STAGE_SECONDS, StateCollector(gateway)):
+        for collector in (MESSAGES, DECISIONS, CORRECTIONS, STAGE_SECONDS, StateCollector(gateway)):
             self.registry.register(collector)
         ProcessCollector(registry=self.registry)
         self._metrics_app = make_wsgi_app(self.registry)

@@ -20,6 +20,7 @@ from gateway.config.loader import load_config
 from gateway.config.schema import GatewayConfig, Mailbox
 from gateway.delivery.outbox import OutboxWorker
 from gateway.errors import ConfigError, ModelError
+from gateway.ingest.corrections_folder import CorrectionsPoller
 from gateway.ingest.imap import ImapSourceWorker
 from gateway.ingest.smtp import IngressController, IngressHandler
 from gateway.metrics import MetricsServer
@@ -133,8 +134,20 @@ class Gateway:
         log.info("gateway stopped")
 
     def _reader(self, mailbox: Mailbox) -> Callable[[threading.Event], None]:
-        """The body of a mailbox's reader thread while this instance owns the mailbox."""
-        return lambda give_up: ImapSourceWorker(self.db, self.config, mailbox, self._stored, give_up).run()
+        """The body of a mailbox's reader thread while this instance owns the mailbox (and its corrections folders)."""
+        def read(give_up: threading.Event) -> None:
+            poller = None
+            if mailbox.imap is not None and mailbox.imap.corrections_folder is not None:
+                poller = threading.Thread(target=CorrectionsPoller(self.db, mailbox.address, mailbox.imap, give_up).run,
+                                          name=f"corrections:{mailbox.address}", daemon=True)
+                poller.start()
+            try:
+                ImapSourceWorker(self.db, self.config, mailbox, self._stored, give_up).run()
+            finally:
+                if poller is not None:
+                    give_up.set()
+                    poller.join()
+        return read
 
     def reload(self, path: Path) -> bool:
         """Swap in a new configuration (and a newly promoted model); a bad one is refused and the old one kept.

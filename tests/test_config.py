@@ -89,3 +89,17 @@ def test_a_key_user_reply_needs_key_users(config_data: dict[str, Any]) -> None:
                                      "but there are none"]
     config_data["customers"][1]["key_users"] = ["it-coordinatie@vandijkzorg.example"]
     assert parse_config(config_data).customers[1].key_user_reply is True
+
+
+def test_a_bad_corrections_folder_is_refused(config_data: dict[str, Any], tmp_path: Path) -> None:
+    imap = {"host": "imap.example", "user": "u"}
+    config_data["mailboxes"] += [
+        {"address": "a@tessaro.example", "source": "imap", "phase": "live", "imap": {**imap, "corrections_folder": "x/"}},
+        {"address": "b@tessaro.example", "source": "imap", "phase": "live",
+         "imap": {**imap, "corrections_folder": "Fix", "processed_folder": "Fix/done"}},
+        {"address": "c@tessaro.example", "source": "imap", "phase": "live",
+         "imap": {**imap, "corrections_folder": "Support/corrections"}}]
+    problems = problems_of(config_data, tmp_path)
+    assert any(p.startswith("mailboxes[3].imap.corrections_folder: not a folder path") for p in problems), problems
+    assert any(p.startswith("mailboxes[4].imap: ") and "lies in corrections_folder 'Fix'" in p for p in problems)
+    assert len(problems) == 2, problems

@@ -53,7 +53,25 @@ class ImapSource(ImapAccount):
     after_fetch: Literal["move", "keep"] = "move"
     idle: bool = True
     poll_interval: float = Field(30.0, gt=0)
+    #: operators move delivered copies into ``<corrections_folder>/<category>`` to correct the category
     corrections_folder: str | None = None
+
+    @field_validator("corrections_folder")
+    @classmethod
+    def _folder_path(cls, value: str | None) -> str | None:
+        if value is not None and (any(not part.strip() for part in value.split("/")) or set(value) & set("*%")
+                                  or not value.isprintable()):
+            raise ValueError(f"not a folder path like 'corrections' or 'Support/corrections': {value!r} "
+                             "(no empty parts, no * or %, no control characters)")
+        return value
+
+    @model_validator(mode="after")
+    def _corrections_apart(self) -> ImapSource:
+        prefix = self.corrections_folder
+        for key in ("folder", "processed_folder"):
+            if prefix and (getattr(self, key) == prefix or getattr(self, key).startswith(prefix + "/")):
+                raise ValueError(f"{key} {getattr(self, key)!r} lies in corrections_folder {prefix!r}")
+        return self
 
 
 class Mailbox(Strict):

@@ -143,9 +143,9 @@ class ImapSourceWorker:
         new = sorted(uid for uid in found if uid > last)
         if moving and (left := sorted(uid for uid in found if uid <= last)):
             self.log.info("moving mail stored before an interruption", count=len(left))
-            for chunk in _chunks(left, COMMAND_UIDS):
-                self._move(client, chunk)
-        for chunk in _chunks(new, COMMAND_UIDS):
+            for chunk in chunks(left, COMMAND_UIDS):
+                move_messages(client, chunk, self.source.processed_folder)
+        for chunk in chunks(new, COMMAND_UIDS):
             sizes = client.fetch(chunk, ["RFC822.SIZE"])
             for batch in _batches(chunk, {uid: sizes.get(uid, {}).get(b"RFC822.SIZE", 0) for uid in chunk}):
                 if self.stopping.is_set():
@@ -170,20 +170,7 @@ class ImapSourceWorker:
         self.progress = Progress(self.progress.uidvalidity, batch[-1])
         self._succeeded()
         if present and self.source.after_fetch == "move":
-            self._move(client, present)
-
-    def _move(self, client: IMAPClient, uids: list[int]) -> None:
-        """UID MOVE to the processed folder; without MOVE: COPY, flag \\Deleted, UID EXPUNGE."""
-        folder = self.source.processed_folder
-        if client.has_capability("MOVE"):
-            client.move(uids, folder)
-            return
-        client.copy(uids, folder)
-        client.add_flags(uids, [DELETED], silent=True)
-        if client.has_capability("UIDPLUS"):
-            client.uid_expunge(uids)
-        else:  # RFC 3501 only: this also removes other messages someone marked \Deleted
-            client.expunge()
+            move_messages(client, present, self.source.processed_folder)
 
     def _idle(self, client: IMAPClient, seconds: float) -> None:
         """Wait in IDLE until the server says anything, ``stopping`` is set, or ``seconds`` have passed."""
@@ -198,7 +185,20 @@ class ImapSourceWorker:
         self.stopping.wait(self.source.poll_interval)
 
 
-def _chunks(uids: list[int], size: int) -> Iterator[list[int]]:
+def move_messages(client: IMAPClient, uids: list[int], folder: str) -> None:
+    """UID MOVE from the selected folder to ``folder``; without MOVE: COPY, flag \\Deleted, UID EXPUNGE."""
+    if client.has_capability("MOVE"):
+        client.move(uids, folder)
+        return
+    client.copy(uids, folder)
+    client.add_flags(uids, [DELETED], silent=True)
+    if client.has_capability("UIDPLUS"):
+        client.uid_expunge(uids)
+    else:  # RFC 3501 only: this also removes other messages someone marked \Deleted
+        client.expunge()
+
+
+def chunks(uids: list[int], size: int) -> Iterator[list[int]]:
     for i in range(0, len(uids), size):
         yield uids[i:i + size]
 
