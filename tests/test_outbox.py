@@ -5,14 +5,15 @@ import time
 from email import message_from_bytes
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from gateway.config import parse_config
 from gateway.delivery.outbox import OutboxWorker
 from gateway.delivery.targets import append_to_imap, deliver_to_maildir
 from gateway.config.schema import ImapAccount
 from gateway.processor import Processor
-from gateway.storage.models import Message, MessageState, OutboxItem, OutboxKind, OutboxState
+from gateway.storage.db import Database
+from gateway.storage.models import Message, MessageState, OutboxItem, OutboxKind, OutboxState, utcnow
 from gateway.storage.store import store_raw
 
 INVOICE = (b"From: Anna Berg <anna@example.org>\r\nTo: support@tessaro.example\r\n"
@@ -132,3 +133,27 @@ def test_maildir_delivery_is_idempotent_even_after_a_client_read_it(tmp_path) ->
     first.rename(tmp_path / "md" / "cur" / "k1:2,S")  # a mail client marked it read
     deliver_to_maildir(tmp_path / "md", "k1", b"Subject: a\r\n\r\nx\r\n")
     assert [p.name for p in (tmp_path / "md").rglob("k1*")] == ["k1:2,S"]
+
+
+def test_a_delivery_repeated_after_a_crash_finds_the_copy_a_client_already_read(
+        config, database: Database, shipped_model) -> None:
+    store_raw(database, b"Subject: Rechnung\r\nFrom: a@example.org\r\n\r\nBitte Rechnung senden.\r\n",
+              mailbox="support@tessaro.example", source="smtp")
+    processor = Processor(database, config, shipped_model)
+    try:
+        assert processor.run_once() == 1
+    finally:
+        processor.close()
+    crashed = OutboxWorker(database, config)
+    [item] = crashed._claim()
+    crashed._transmit(item)  # sent, then the gateway died before marking it done
+    [written] = [p for p in config.roles.values() for p in (p.maildir / "new").glob("*")]
+    written.rename(written.parent.parent / "cur" / f"{written.name}:2,S")  # a team member read it
+    with database.session() as session:
+        session.execute(update(OutboxItem).values(next_attempt_at=utcnow()))  # the lease ran out
+    assert OutboxWorker(database, config).run_once() == 1
+    files = [p.name for p in written.parent.parent.rglob(f"{item.key}*")]
+    assert files == [f"{item.key}:2,S"]
+    with database.session() as session:
+        row = session.scalars(select(OutboxItem)).one()
+        assert (row.state, row.attempts) == (OutboxState.DONE, 2)

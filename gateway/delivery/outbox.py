@@ -1,7 +1,10 @@
 """Outbox worker: claim due items with a lease, send them, then mark them done, retried or dead.
 
 Sending happens outside any database transaction, so a slow relay never holds a lock that ingestion needs.
-A crash after sending but before marking repeats the send; Maildir and IMAP targets ignore the repeat.
+A claim counts as an attempt, so an item claimed again after a crash is known to be "maybe sent already".
+A crash after sending but before marking repeats the send; Maildir and IMAP targets ignore the repeat,
+so their items are marked done together at the end of a batch (one commit instead of one per item).
+An SMTP relay cannot recognise a repeat: its items are marked done one by one, at once.
 On shutdown, claimed items not yet sent are handed back at once instead of waiting out their lease.
 """
 from __future__ import annotations
@@ -64,11 +67,19 @@ class OutboxWorker:
     def run_once(self) -> int:
         """Send every item due now (one batch); returns how many were attempted."""
         claimed = self._claim()
-        for done, item in enumerate(claimed):
-            if self.stopping.is_set():
-                self._hand_back(claimed[done:])
-                return done
-            self._send(item)
+        sent: list[Claimed] = []
+        try:
+            for done, item in enumerate(claimed):
+                if self.stopping.is_set():
+                    self._hand_back(claimed[done:])
+                    return done
+                if self._send(item):
+                    sent.append(item)
+                    if self._via_relay(item):  # not idempotent: mark it before anything else is sent
+                        self._mark_done(sent)
+                        sent = []
+        finally:
+            self._mark_done(sent)
         return len(claimed)
 
     def _claim(self) -> list[Claimed]:
@@ -85,6 +96,7 @@ class OutboxWorker:
                 MessageBody.message_id.in_(deliveries))).all()) if deliveries else {}
             for row in rows:
                 row.next_attempt_at = now + lease  # a crashed holder's items come back after the lease
+                row.attempts += 1
                 data = row.payload if row.kind == "reply" else row.payload + raws[row.message_id]
                 out.append(Claimed(row.id, row.key, row.kind, row.target, row.envelope_from, list(row.envelope_to),
                                    data, row.attempts))
@@ -93,10 +105,11 @@ class OutboxWorker:
     def _hand_back(self, items: list[Claimed]) -> None:
         with self.db.session() as session:
             session.execute(update(OutboxItem).where(OutboxItem.id.in_([i.id for i in items]))
-                            .values(next_attempt_at=utcnow()))
+                            .values(next_attempt_at=utcnow(), attempts=OutboxItem.attempts - 1))
         log.info("shutting down: unsent items handed back", count=len(items))
 
-    def _send(self, item: Claimed) -> None:
+    def _send(self, item: Claimed) -> bool:
+        """Transmit one item; True if it went out (to be marked done), else it is marked for retry or dead."""
         with observe(item.kind) as outcome:
             try:
                 self._transmit(item)
@@ -104,17 +117,22 @@ class OutboxWorker:
                 outcome.value = self._failed(item, str(exc), permanent=True)
             except Exception as exc:  # noqa: BLE001 - transient by default: a full disk, a lost mount, a bug
                 error = str(exc) if isinstance(exc, TransientDeliveryError) else f"{type(exc).__name__}: {exc}"
-                outcome.value = self._failed(item, error, permanent=item.attempts + 1 >= self.config.outbound.max_attempts)
+                outcome.value = self._failed(item, error, permanent=item.attempts >= self.config.outbound.max_attempts)
             else:
-                self._done(item)
                 outcome.value = "sent"
+        return outcome.value == "sent"
+
+    def _via_relay(self, item: Claimed) -> bool:
+        if item.kind == "reply":
+            return self.config.outbound.relay is not None
+        return isinstance(resolve_target(self.config, item.target), SmtpTarget)
 
     def _transmit(self, item: Claimed) -> None:
         target = resolve_target(self.config, item.target)
         if item.kind == "reply" and self.config.outbound.relay is not None:
             send_via_relay(self.config.outbound.relay, "", item.envelope_to, item.data)
         elif isinstance(target, MaildirTarget):
-            deliver_to_maildir(target.maildir, item.key, item.data)
+            deliver_to_maildir(target.maildir, item.key, item.data, maybe_there=item.attempts > 1)
         elif isinstance(target, SmtpTarget):
             if self.config.outbound.relay is None:
                 raise PermanentDeliveryError("an smtp target needs [outbound.relay]")
@@ -122,20 +140,23 @@ class OutboxWorker:
         elif isinstance(target, ImapTarget):
             append_to_imap(target.imap, target.folder, item.key, item.data)
 
-    def _done(self, item: Claimed) -> None:
+    def _mark_done(self, items: list[Claimed]) -> None:
+        """Mark sent items done in one transaction; a message whose items are all done is delivered."""
+        if not items:
+            return
+        ids = [item.id for item in items]
         with self.db.session() as session:
-            row = session.get(OutboxItem, item.id)
-            row.state, row.done_at, row.attempts = OutboxState.DONE, utcnow(), item.attempts + 1
-            session.flush()
-            pending = session.scalar(select(OutboxItem.id).where(
-                OutboxItem.message_id == row.message_id, OutboxItem.state != OutboxState.DONE).limit(1))
-            if pending is None:
-                session.execute(update(Message).where(Message.id == row.message_id)
-                                .values(state=MessageState.DELIVERED, updated_at=utcnow()))
-        log.info("delivered", outbox=item.id, kind=item.kind, target=item.target, attempts=item.attempts + 1)
+            session.execute(update(OutboxItem).where(OutboxItem.id.in_(ids)).values(state=OutboxState.DONE, done_at=utcnow()))
+            messages = select(OutboxItem.message_id).where(OutboxItem.id.in_(ids))
+            unfinished = select(OutboxItem.id).where(OutboxItem.message_id == Message.id,
+                                                     OutboxItem.state != OutboxState.DONE)
+            session.execute(update(Message).where(Message.id.in_(messages), ~unfinished.exists())
+                            .values(state=MessageState.DELIVERED, updated_at=utcnow()))
+        for item in items:
+            log.info("delivered", outbox=item.id, kind=item.kind, target=item.target, attempts=item.attempts)
 
     def _failed(self, item: Claimed, error: str, *, permanent: bool) -> str:
-        attempts = item.attempts + 1
+        attempts = item.attempts
         delay = self.config.outbound.retry_base_seconds * 2 ** min(attempts - 1, 10) * random.uniform(0.8, 1.2)
         with self.db.session() as session:
             row = session.get(OutboxItem, item.id)

@@ -19,13 +19,20 @@ from gateway.config.schema import ImapAccount, Relay
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 
 
-def deliver_to_maildir(root: Path, key: str, data: bytes) -> Path:
-    """Write ``data`` into Maildir ``root`` as ``new/<key>``; a file with that key already there is kept."""
+def deliver_to_maildir(root: Path, key: str, data: bytes, *, maybe_there: bool = True) -> Path:
+    """Write ``data`` into Maildir ``root`` as ``new/<key>``; a file with that key already there is kept.
+
+    Looking for the key in ``cur/`` (where a mail client moves read mail, as ``<key>:2,<flags>``) lists that
+    directory, so it is done only when the mail ``maybe_there`` from an earlier try.
+    """
     for sub in ("tmp", "new", "cur"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    for sub in ("new", "cur"):  # a mail client moves read mail to cur/ and appends ":2,S"
-        if any(p.name.split(":")[0] == key for p in (root / sub).glob(f"{key}*")):
-            return root / sub / key
+    if (root / "new" / key).exists():
+        return root / "new" / key
+    if maybe_there:
+        with os.scandir(root / "cur") as entries:
+            if any(entry.name.split(":")[0] == key for entry in entries):
+                return root / "cur" / key
     tmp, final = root / "tmp" / key, root / "new" / key
     try:
         with open(tmp, "wb") as handle:
