@@ -93,6 +93,8 @@ class Gateway:
         self.db.upgrade()
         steps_model(self.config.classifier.models_dir)  # a missing or tampered steps model stops the start
         self.processor.start()
+        if not self.db.is_postgres:  # SQLite means one instance: no other one holds a claim
+            self.outbox.reclaim_after_restart()
         if self.config.metrics.enabled:  # first: a port in use stops the start before any mail is taken
             self.metrics = MetricsServer(self.config.metrics, self)
             self.metrics.start()

@@ -82,6 +82,17 @@ class OutboxWorker:
             self._mark_done(sent)
         return len(claimed)
 
+    def reclaim_after_restart(self) -> int:
+        """Make every pending item due now: at the start of the only instance (SQLite), a claim in the database
+        is one its crashed predecessor left, so there is no lease to wait out. Returns how many were waiting."""
+        with self.db.session() as session:
+            count = session.execute(update(OutboxItem).where(
+                OutboxItem.state == OutboxState.PENDING, OutboxItem.next_attempt_at > utcnow())
+                .values(next_attempt_at=utcnow())).rowcount
+        if count:
+            log.info("items claimed or waiting before the restart are due now", count=count)
+        return count
+
     def _claim(self) -> list[Claimed]:
         now = utcnow()
         with self.db.session() as session:
