@@ -5,35 +5,61 @@ import os
 import threading
 from pathlib import Path
 
+_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _pss_mb(pid: int) -> float:
+    """Proportional set size: shared pages (libraries, the fork server's copy-on-write heap) split among sharers."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
 
 class TreeMemory:
-    """Samples the summed RSS of this process and its descendants (the gateway's worker processes, not Dovecot)."""
+    """Samples the memory of process ``root`` and its descendants (the gateway and its worker processes).
 
-    def __init__(self, exclude_group: int) -> None:
-        self.exclude_group = exclude_group
-        self.peak_mb = 0.0
+    ``peak_root_mb`` is the root's own RSS; ``peak_rss_mb`` sums every RSS of the tree (pages shared between
+    processes count once per process); ``peak_pss_mb`` sums their PSS, which counts each page once.
+    """
+
+    def __init__(self, root: int) -> None:
+        self.root = root
+        self.peak_root_mb = self.peak_rss_mb = self.peak_pss_mb = 0.0
         self.done = threading.Event()
         self.thread = threading.Thread(target=self._sample, daemon=True)
 
+    def _tree(self) -> dict[int, int]:
+        """pid → resident pages of the root and its descendants."""
+        parents: dict[int, tuple[int, int]] = {}
+        for entry in os.scandir("/proc"):
+            if entry.name.isdigit():
+                try:
+                    ppid = int(Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()[1])
+                    parents[int(entry.name)] = (ppid, int(Path(entry.path, "statm").read_text().split()[1]))
+                except (OSError, IndexError):
+                    continue
+        tree = {self.root: parents.get(self.root, (0, 0))[1]}
+        grew = True
+        while grew:  # the workers are grandchildren (children of the fork server)
+            grew = False
+            for pid, (ppid, resident) in parents.items():
+                if ppid in tree and pid not in tree:
+                    tree[pid], grew = resident, True
+        return tree
+
     def _sample(self) -> None:
-        page_mb = os.sysconf("SC_PAGE_SIZE") / 2**20
         while not self.done.wait(0.2):
-            parents: dict[int, tuple[int, int]] = {}
-            for entry in os.scandir("/proc"):
-                if entry.name.isdigit():
-                    try:
-                        fields = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
-                        rss = int(Path(entry.path, "statm").read_text().split()[1])
-                    except (OSError, IndexError):
-                        continue
-                    parents[int(entry.name)] = (int(fields[1]), int(fields[2]), rss)
-            tree, total = {os.getpid()}, 0
-            for pid in sorted(parents):  # children have higher pids than their parents here (no pid wrap)
-                ppid, group, rss = parents[pid]
-                if (pid in tree or ppid in tree) and group != self.exclude_group:
-                    tree.add(pid)
-                    total += rss
-            self.peak_mb = max(self.peak_mb, total * page_mb)
+            tree = self._tree()
+            pss = 0.0
+            for pid in tree:
+                try:
+                    pss += _pss_mb(pid)
+                except OSError:
+                    continue
+            self.peak_root_mb = max(self.peak_root_mb, tree[self.root] * _PAGE_MB)
+            self.peak_rss_mb = max(self.peak_rss_mb, sum(tree.values()) * _PAGE_MB)
+            self.peak_pss_mb = max(self.peak_pss_mb, pss)
 
     def __enter__(self) -> TreeMemory:
         self.thread.start()
