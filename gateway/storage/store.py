@@ -6,7 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -113,7 +113,12 @@ class DbHistory:
 
     def recent_duplicate(self, sender: str, fingerprint: str, since: dt.datetime) -> str | None:
         """The first message since ``since`` in which ``sender`` made the same request."""
-        return self.session.scalar(
-            select(Message.public_id).join(Decision, Decision.message_id == Message.id)
-            .where(Decision.sender == sender, Decision.fingerprint == fingerprint, Message.received_at >= since)
-            .order_by(Message.id).limit(1))
+        return self.session.scalar(_RECENT_DUPLICATE, {"sender": sender, "fingerprint": fingerprint, "since": since})
+
+
+#: asked for every message: built once (building the statement cost more than running it)
+_RECENT_DUPLICATE = (
+    select(Message.public_id).join(Decision, Decision.message_id == Message.id)
+    .where(Decision.sender == bindparam("sender"), Decision.fingerprint == bindparam("fingerprint"),
+           Message.received_at >= bindparam("since"))
+    .order_by(Message.id).limit(1))
