@@ -68,6 +68,24 @@ def observe(stage: str, outcome: str = "ok") -> Iterator[Outcome]:
             MESSAGES.labels(stage, result.value).inc()
 
 
+@contextmanager
+def observe_each(stage: str, count: int) -> Iterator[list[str]]:
+    """:func:`observe` for ``count`` messages handled together: the caller appends one outcome per message,
+    each timed with an equal share; if the block raises, all ``count`` are counted as ``error``."""
+    outcomes: list[str] = []
+    started = time.perf_counter()
+    try:
+        yield outcomes
+    except BaseException:
+        outcomes[:] = ["error"] * count
+        raise
+    finally:
+        share = (time.perf_counter() - started) / max(len(outcomes), 1)
+        for outcome in outcomes:
+            STAGE_SECONDS.labels(stage).observe(share)
+            MESSAGES.labels(stage, outcome).inc()
+
+
 def observed(stage: str, outcome: Callable[[T], str]) -> Callable[[Callable[..., T]], Callable[..., T]]:
     """Decorator form of :func:`observe`: the outcome is computed from the function's result."""
     def wrap(function: Callable[..., T]) -> Callable[..., T]:

@@ -1,8 +1,8 @@
 """IMAP source: one worker per mailbox commits every new message, then moves it away (or just records its UID).
 
-The order makes it safe: the raw message is committed first, then the highest committed UID is recorded,
-then the message is moved to the processed folder. A crash in between leaves the message in the folder;
-the next run moves it without fetching again, or fetches it again and ``store_raw`` recognises it by
+The order makes it safe: the raw messages of a fetched batch are committed first (one transaction), then
+the highest committed UID is recorded, then the batch is moved to the processed folder. A crash in between leaves the message in the folder;
+the next run moves it without fetching again, or fetches it again and ``store_batch`` recognises it by
 (mailbox, UIDVALIDITY, UID) or by Message-ID + sha256. Every UID above the last one is fetched with
 ``BODY.PEEK[]``, whether or not someone has read it already, and no ``\\Seen`` flag is ever set.
 """
@@ -24,7 +24,7 @@ from gateway.delivery.targets import connect_imap
 from gateway.errors import SecretError
 from gateway.ingest.mailbox_state import UNHEALTHY_AFTER, MailboxProgress, Progress
 from gateway.storage.db import Database
-from gateway.storage.store import store_raw
+from gateway.storage.store import Incoming, store_batch
 
 log = structlog.get_logger("gateway.imap")
 
@@ -154,23 +154,20 @@ class ImapSourceWorker:
         return len(new)
 
     def _store_batch(self, client: IMAPClient, batch: list[int]) -> None:
+        """Commit the batch in one transaction, then record its last UID, then move it (in this order)."""
         fetched = client.fetch(batch, ["BODY.PEEK[]"])
-        present, stored = [], 0
-        for uid in batch:
-            raw = fetched.get(uid, {}).get(b"BODY[]")
-            if raw is None:
-                continue  # expunged by someone else since the search
-            result = store_raw(self.db, raw, mailbox=self.address, source="imap",
-                               uidvalidity=self.progress.uidvalidity, uid=uid)
-            present.append(uid)
-            stored += not result.duplicate
-            self.log.info("received", message=result.public_id, uid=uid, size=len(raw), duplicate=result.duplicate)
-        if stored:
+        items = [Incoming(raw, uid) for uid in batch if (raw := fetched.get(uid, {}).get(b"BODY[]")) is not None]
+        # a UID without BODY[] was expunged by someone else since the search
+        results = store_batch(self.db, items, mailbox=self.address, uidvalidity=self.progress.uidvalidity)
+        for item, result in zip(items, results, strict=True):
+            self.log.info("received", message=result.public_id, uid=item.uid, size=len(item.raw),
+                          duplicate=result.duplicate)
+        if any(not result.duplicate for result in results):
             self.on_stored()
         self.progress = Progress(self.progress.uidvalidity, batch[-1])
         self._succeeded()
-        if present and self.source.after_fetch == "move":
-            move_messages(client, present, self.source.processed_folder)
+        if items and self.source.after_fetch == "move":
+            move_messages(client, [item.uid for item in items], self.source.processed_folder)
 
     def _idle(self, client: IMAPClient, seconds: float) -> None:
         """Wait in IDLE until the server says anything, ``stopping`` is set, or ``seconds`` have passed."""
