@@ -61,6 +61,27 @@ def test_uidvalidity_change_rereads_the_folder_without_redelivering(dovecot, con
     assert mailbox_state(config).last_uid == 4
 
 
+def test_mail_without_message_id_is_delivered_once_across_a_uidvalidity_change(dovecot, config_data, monkeypatch,
+                                                                                 start_gateway, tmp_path) -> None:
+    config = parse_config(add_imap_mailbox(config_data, dovecot, monkeypatch, after_fetch="keep"))
+    anonymous = mail(0).replace(b"Message-ID: <imap-0@example.org>\r\n", b"")
+    assert b"Message-ID" not in anonymous
+    dovecot.append(DOVECOT_USER, "INBOX", anonymous)
+    dovecot.append(DOVECOT_USER, "INBOX", mail(1))
+    start_gateway(config)
+    wait_delivered(tmp_path, 2)
+    wait_until(lambda: mailbox_state(config).last_uid == 2, 5, "UID 2 recorded")
+    dovecot.set_uidvalidity(DOVECOT_USER, "INBOX", 4242)
+    dovecot.kick(DOVECOT_USER)
+    wait_until(lambda: mailbox_state(config).uidvalidity == 4242, 10, "new UIDVALIDITY seen")
+    dovecot.append(DOVECOT_USER, "INBOX", mail(2))
+    wait_delivered(tmp_path, 3)
+    time.sleep(0.5)  # a re-delivery of the mail without Message-ID would show up by now
+    files = role_files(tmp_path)
+    assert len(files) == 3 and sum(b"Invoice 2026-0 " in f.read_bytes() for f in files) == 1
+    assert mailbox_state(config).last_uid == 3
+
+
 def test_kick_and_server_restart_mid_fetch_lose_and_duplicate_nothing(dovecot, config_data, monkeypatch,
                                                                        start_gateway, tmp_path) -> None:
     config = parse_config(add_imap_mailbox(config_data, dovecot, monkeypatch))

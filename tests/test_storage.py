@@ -77,7 +77,21 @@ def test_imap_uid_is_a_duplicate_within_one_uidvalidity_only(database: Database)
     first = store_raw(database, raw, mailbox="m@x", source="imap", uidvalidity=7, uid=1)
     same = store_raw(database, raw, mailbox="m@x", source="imap", uidvalidity=7, uid=1)
     assert same.duplicate and same.public_id == first.public_id
-    assert not store_raw(database, raw, mailbox="m@x", source="imap", uidvalidity=8, uid=1).duplicate
+    assert not store_raw(database, raw + b"other\r\n", mailbox="m@x", source="imap", uidvalidity=8, uid=1).duplicate
+
+
+def test_imap_mail_without_message_id_is_recognised_by_its_bytes_in_its_mailbox(database: Database) -> None:
+    raw = b"Subject: no id\r\n\r\nhello\r\n"
+    first = store_raw(database, raw, mailbox="m@x", source="imap", uidvalidity=7, uid=1)
+    after_reset = store_raw(database, raw, mailbox="m@x", source="imap", uidvalidity=8, uid=5)
+    assert after_reset.duplicate and after_reset.public_id == first.public_id
+    assert not store_raw(database, raw, mailbox="other@x", source="imap", uidvalidity=8, uid=1).duplicate
+    assert not store_raw(database, raw, mailbox="m@x", source="smtp").duplicate  # SMTP: the sender sent it twice
+    with database.engine.connect() as connection:  # an index finds it by its digest, not a scan of the mailbox
+        plan = connection.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT public_id FROM messages WHERE header_message_id IS NULL AND sha256 = 'x'"
+            " AND mailbox = 'm@x'").all()
+    assert "sha256=?" in repr(plan)
 
 
 def test_message_id_is_read_from_the_header_block_only() -> None:

@@ -1,10 +1,11 @@
 """IMAP source: one worker per mailbox commits every new message, then moves it away (or just records its UID).
 
-The order makes it safe: the raw messages of a fetched batch are committed first (one transaction), then
-the highest committed UID is recorded, then the batch is moved to the processed folder. A crash in between leaves the message in the folder;
-the next run moves it without fetching again, or fetches it again and ``store_batch`` recognises it by
-(mailbox, UIDVALIDITY, UID) or by Message-ID + sha256. Every UID above the last one is fetched with
-``BODY.PEEK[]``, whether or not someone has read it already, and no ``\\Seen`` flag is ever set.
+The order makes it safe: the raw messages of a fetched batch are committed first (one transaction), then the
+highest committed UID is recorded, then the batch is moved to the processed folder. A crash in between leaves
+the messages in the folder; the next run moves them without fetching again, or fetches them again and
+``store_batch`` recognises them by (mailbox, UIDVALIDITY, UID), by Message-ID + sha256, or (without a
+Message-ID) by mailbox + sha256. Every UID above the last one is fetched with ``BODY.PEEK[]``, whether or not
+someone has read it already, and no ``\\Seen`` flag is ever set.
 """
 from __future__ import annotations
 

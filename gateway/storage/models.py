@@ -47,6 +47,7 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("mailbox", "imap_uidvalidity", "imap_uid", name="uq_messages_imap_uid"),
         Index("ix_messages_dedupe", "header_message_id", "sha256"),
+        Index("ix_messages_mailbox_sha256", "mailbox", "sha256"),  # IMAP mail without a Message-ID
         Index("ix_messages_state", "state"),
     )
 

@@ -47,7 +47,8 @@ class Incoming:
 @observed("store", lambda stored: "duplicate" if stored.duplicate else "stored")
 def store_raw(db: Database, raw: bytes, *, mailbox: str, source: str, envelope_from: str | None = None,
               envelope_to: list[str] | None = None, uidvalidity: int | None = None, uid: int | None = None) -> Stored:
-    """Commit the raw message durably, unless the same message (IMAP UID, or Message-ID + sha256) is stored already."""
+    """Commit the raw message durably, unless the same message is stored already: by IMAP UID, by Message-ID +
+    sha256, or (IMAP mail without a Message-ID) by mailbox + sha256."""
     item = Incoming(raw, uid, envelope_from, tuple(envelope_to or ()))
     return _commit(db, [item], mailbox=mailbox, source=source, uidvalidity=uidvalidity)[0]
 
@@ -106,6 +107,9 @@ def _find_existing(session: Session, mailbox: str, uidvalidity: int | None, uid:
     if message_id is not None:
         return session.scalar(select(Message.public_id).where(
             Message.header_message_id == message_id, Message.sha256 == digest).limit(1))
+    if uid is not None:  # IMAP mail without a Message-ID, read again after a UIDVALIDITY change: the same bytes
+        return session.scalar(select(Message.public_id).where(
+            Message.header_message_id.is_(None), Message.sha256 == digest, Message.mailbox == mailbox).limit(1))
     return None
 
 
