@@ -159,12 +159,17 @@ class StateCollector(Collector):
                                     "When the IMAP mailbox was last read completely (Unix time).", labels=["mailbox"])
         failures = GaugeMetricFamily("gateway_mailbox_consecutive_failures",
                                      "Failed IMAP connections since the last success.", labels=["mailbox"])
+        skipped = GaugeMetricFamily("gateway_mailbox_skipped_messages",
+                                    "IMAP messages the server refused to hand out, skipped and left in the folder.",
+                                    labels=["mailbox"])
         for row in mailboxes:
             if row.last_success_at is not None:
                 success.add_metric([row.mailbox], _unix(row.last_success_at))
             failures.add_metric([row.mailbox], row.consecutive_failures)
+            skipped.add_metric([row.mailbox], len(row.skipped_uids))
         yield success
         yield failures
+        yield skipped
 
 
 def _unix(moment: dt.datetime) -> float:

@@ -45,7 +45,8 @@ def test_status_shows_backlog_dead_deliveries_and_quarantine(config_data, tmp_pa
     assert boxes["service@tessaro.example"]["backlog"] == 2  # received and decided, not yet delivered
     assert boxes["support@tessaro.example"] == {
         "address": "support@tessaro.example", "source": "smtp", "last_success": None, "uidvalidity": None,
-        "last_uid": None, "backlog": 0, "consecutive_failures": 0, "last_error": None, "healthy": True}
+        "last_uid": None, "backlog": 0, "consecutive_failures": 0, "last_error": None, "healthy": True,
+        "skipped_uids": [], "last_skip_error": None}
     assert status["outbox"] == {"pending": 1, "dead": 1, "dead_items": [
         {"key": "a.delivery", "target": "role:support", "attempts": 8,
          "last_error": "relay answered 550 'no such user'"}]}

@@ -177,6 +177,9 @@ class MailboxState(Base):
     last_success_at: Mapped[dt.datetime | None]
     consecutive_failures: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: UIDs (this UIDVALIDITY) the server refused to hand out: skipped, left in the folder for an admin
+    skipped_uids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    last_skip_error: Mapped[str | None] = mapped_column(Text)
 
 
 class QuarantineEntry(Base):
