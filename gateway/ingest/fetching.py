@@ -9,6 +9,7 @@ records it and goes on with later mail. The message stays in the folder for an a
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from imapclient import IMAPClient
@@ -16,6 +17,8 @@ from imapclient.exceptions import IMAPClientAbortError, IMAPClientError
 
 from gateway.errors import UnreadableMessage
 
+BATCH_MESSAGES = 100
+BATCH_BYTES = 16 * 1024 * 1024  # so a folder of large attachments never sits in memory at once
 FETCH_ATTEMPTS = 3  # failed fetches of one UID (each followed by a reconnect with backoff) before it is skipped
 FETCH_ERRORS = (IMAPClientError, OSError, UnreadableMessage)
 
@@ -86,3 +89,17 @@ def bodies(client: IMAPClient, uids: list[int]) -> dict[int, bytes]:
     if missing and (present := client.search(["UID", ",".join(map(str, missing))])):
         raise UnreadableMessage(f"the server left out the bytes of UIDs {sorted(present)}")
     return found
+
+
+def batches(uids: list[int], sizes: dict[int, int]) -> Iterator[list[int]]:
+    """Consecutive runs of at most BATCH_MESSAGES UIDs and (unless a single message is larger) BATCH_BYTES."""
+    batch: list[int] = []
+    total = 0
+    for uid in uids:
+        if batch and (len(batch) >= BATCH_MESSAGES or total + sizes[uid] > BATCH_BYTES):
+            yield batch
+            batch, total = [], 0
+        batch.append(uid)
+        total += sizes[uid]
+    if batch:
+        yield batch

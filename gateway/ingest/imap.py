@@ -24,15 +24,13 @@ from imapclient.exceptions import IMAPClientError
 from gateway.config.schema import GatewayConfig, Mailbox
 from gateway.delivery.targets import connect_imap
 from gateway.errors import SecretError, UnreadableMessage
-from gateway.ingest.fetching import BodyFetcher, Refusal
+from gateway.ingest.fetching import BodyFetcher, Refusal, batches
 from gateway.ingest.mailbox_state import UNHEALTHY_AFTER, MailboxProgress, Progress
 from gateway.storage.db import Database
 from gateway.storage.store import Incoming, store_batch
 
 log = structlog.get_logger("gateway.imap")
 
-BATCH_MESSAGES = 100
-BATCH_BYTES = 16 * 1024 * 1024  # so a folder of large attachments never sits in memory at once
 COMMAND_UIDS = 500  # UIDs per command: keeps command lines far below servers' limits (Dovecot: 64 KB)
 IDLE_RENEW_SECONDS = 600.0  # RFC 2177 allows 29 minutes; NAT routers often drop quieter connections sooner
 #: after mail came, IDLE only this long before looking again: Dovecot misses mail that lands while IDLE starts
@@ -152,7 +150,7 @@ class ImapSourceWorker:
                 move_messages(client, chunk, self.source.processed_folder)
         for chunk in chunks(new, COMMAND_UIDS):
             sizes = client.fetch(chunk, ["RFC822.SIZE"])
-            for batch in _batches(chunk, {uid: sizes.get(uid, {}).get(b"RFC822.SIZE", 0) for uid in chunk}):
+            for batch in batches(chunk, {uid: sizes.get(uid, {}).get(b"RFC822.SIZE", 0) for uid in chunk}):
                 if self.stopping.is_set():
                     return len(new)
                 self._store_batch(client, batch)
@@ -224,20 +222,6 @@ def move_messages(client: IMAPClient, uids: list[int], folder: str) -> None:
 def chunks(uids: list[int], size: int) -> Iterator[list[int]]:
     for i in range(0, len(uids), size):
         yield uids[i:i + size]
-
-
-def _batches(uids: list[int], sizes: dict[int, int]) -> Iterator[list[int]]:
-    """Consecutive runs of at most BATCH_MESSAGES UIDs and (unless a single message is larger) BATCH_BYTES."""
-    batch: list[int] = []
-    total = 0
-    for uid in uids:
-        if batch and (len(batch) >= BATCH_MESSAGES or total + sizes[uid] > BATCH_BYTES):
-            yield batch
-            batch, total = [], 0
-        batch.append(uid)
-        total += sizes[uid]
-    if batch:
-        yield batch
 
 
 def _new_mail_announced(client: IMAPClient) -> bool:
