@@ -9,6 +9,7 @@ import os
 import smtplib
 import socket
 import ssl
+from contextlib import suppress
 from pathlib import Path
 
 from imapclient import IMAPClient
@@ -83,7 +84,8 @@ def connect_imap(account: ImapAccount) -> IMAPClient:
         else:
             client.login(account.user, secret)
     except BaseException:
-        client.shutdown()
+        with suppress(OSError):  # a failed STARTTLS handshake leaves a closed socket: keep its error, not ours
+            client.shutdown()
         raise
     return client
 
