@@ -69,7 +69,7 @@ def send_via_relay(relay: Relay, envelope_from: str, recipients: list[str], data
 
 def connect_imap(account: ImapAccount) -> IMAPClient:
     """A logged-in IMAP client with TLS as configured and a socket timeout always set."""
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=account.ca_file)
     if not account.verify_certificate:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE

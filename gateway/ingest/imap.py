@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import random
 import select
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -80,6 +81,8 @@ class ImapSourceWorker:
     def _failed(self, exc: Exception) -> None:
         self.failures += 1
         error = f"{type(exc).__name__}: {exc}"[:500]
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            error += " (set ca_file to the CA that issued the server's certificate)"
         delay = min(self.backoff_cap, self.backoff_base * 2 ** (self.failures - 1)) * random.uniform(0.5, 1.0)
         with suppress(Exception):  # the database may be what failed; the log still tells
             self.state.failed(self.failures, error)
