@@ -33,6 +33,8 @@ def gather_status(session: Session, config: GatewayConfig) -> dict[str, Any]:
             "uidvalidity": state.uidvalidity if state else None, "last_uid": state.last_uid if state else None,
             "backlog": backlog.get(box.address, 0), "consecutive_failures": failures,
             "last_error": state.last_error if state else None, "healthy": failures < UNHEALTHY_AFTER,
+            "skipped_uids": state.skipped_uids if state else [],
+            "last_skip_error": state.last_skip_error if state else None,
         })
     outbox = dict(session.execute(select(OutboxItem.state, func.count()).group_by(OutboxItem.state)).all())
     dead = session.execute(select(OutboxItem.key, OutboxItem.target, OutboxItem.attempts, OutboxItem.last_error)
@@ -61,6 +63,9 @@ def _print_text(status: dict[str, Any]) -> None:
                    f"{progress}, backlog {box['backlog']}, failures {box['consecutive_failures']}")
         if box["last_error"]:
             typer.echo(f"    last error: {box['last_error']}")
+        if box["skipped_uids"]:
+            typer.echo(f"    skipped, left in the folder for an admin: UIDs {box['skipped_uids']}; "
+                       f"last: {box['last_skip_error']}")
     outbox = status["outbox"]
     typer.echo(f"outbox: {outbox['pending']} pending, {outbox['dead']} dead")
     for item in outbox["dead_items"]:

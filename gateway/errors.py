@@ -37,3 +37,7 @@ class TransientDeliveryError(GatewayError):
 
 class PermanentDeliveryError(GatewayError):
     """Delivery failed for good (5xx); the outbox item becomes dead."""
+
+
+class UnreadableMessage(GatewayError):
+    """The IMAP server does not hand out a message's bytes; after a few attempts it is skipped."""

@@ -68,6 +68,24 @@ def observe(stage: str, outcome: str = "ok") -> Iterator[Outcome]:
             MESSAGES.labels(stage, result.value).inc()
 
 
+@contextmanager
+def observe_each(stage: str, count: int) -> Iterator[list[str]]:
+    """:func:`observe` for ``count`` messages handled together: the caller appends one outcome per message,
+    each timed with an equal share; if the block raises, all ``count`` are counted as ``error``."""
+    outcomes: list[str] = []
+    started = time.perf_counter()
+    try:
+        yield outcomes
+    except BaseException:
+        outcomes[:] = ["error"] * count
+        raise
+    finally:
+        share = (time.perf_counter() - started) / max(len(outcomes), 1)
+        for outcome in outcomes:
+            STAGE_SECONDS.labels(stage).observe(share)
+            MESSAGES.labels(stage, outcome).inc()
+
+
 def observed(stage: str, outcome: Callable[[T], str]) -> Callable[[Callable[..., T]], Callable[..., T]]:
     """Decorator form of :func:`observe`: the outcome is computed from the function's result."""
     def wrap(function: Callable[..., T]) -> Callable[..., T]:
@@ -141,12 +159,17 @@ class StateCollector(Collector):
                                     "When the IMAP mailbox was last read completely (Unix time).", labels=["mailbox"])
         failures = GaugeMetricFamily("gateway_mailbox_consecutive_failures",
                                      "Failed IMAP connections since the last success.", labels=["mailbox"])
+        skipped = GaugeMetricFamily("gateway_mailbox_skipped_messages",
+                                    "IMAP messages the server refused to hand out, skipped and left in the folder.",
+                                    labels=["mailbox"])
         for row in mailboxes:
             if row.last_success_at is not None:
                 success.add_metric([row.mailbox], _unix(row.last_success_at))
             failures.add_metric([row.mailbox], row.consecutive_failures)
+            skipped.add_metric([row.mailbox], len(row.skipped_uids))
         yield success
         yield failures
+        yield skipped
 
 
 def _unix(moment: dt.datetime) -> float:

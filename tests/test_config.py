@@ -103,3 +103,13 @@ def test_a_bad_corrections_folder_is_refused(config_data: dict[str, Any], tmp_pa
     assert any(p.startswith("mailboxes[3].imap.corrections_folder: not a folder path") for p in problems), problems
     assert any(p.startswith("mailboxes[4].imap: ") and "lies in corrections_folder 'Fix'" in p for p in problems)
     assert len(problems) == 2, problems
+
+
+def test_an_imap_ca_file_must_exist_and_is_for_verified_tls_only(config_data: dict[str, Any], tmp_path: Path) -> None:
+    imap = {"host": "imap.example", "user": "u", "ca_file": str(tmp_path / "missing-ca.pem")}
+    box = {"address": "a@tessaro.example", "source": "imap", "phase": "live"}
+    config_data["mailboxes"].append({**box, "imap": imap})
+    assert problems_of(config_data, tmp_path) == [f"mailboxes[3].imap.ca_file: file {tmp_path}/missing-ca.pem does not exist"]
+    config_data["mailboxes"][3]["imap"] = {**imap, "verify_certificate": False}
+    assert problems_of(config_data, tmp_path) == [
+        "mailboxes[3].imap: ca_file needs tls = \"implicit\" or \"starttls\" and verify_certificate = true"]

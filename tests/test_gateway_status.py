@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from gateway.cli import app
 from gateway.config import parse_config
 from gateway.storage.db import Database
-from gateway.storage.models import Message, MessageState, OutboxItem, OutboxKind, OutboxState
+from gateway.storage.models import Message, MessageBody, MessageState, OutboxItem, OutboxKind, OutboxState
 
 
 def write_config(data: dict[str, Any], tmp_path: Path) -> Path:
@@ -25,7 +25,7 @@ def test_status_shows_backlog_dead_deliveries_and_quarantine(config_data, tmp_pa
     db.upgrade()
     with db.session() as session:
         rows = {state: Message(mailbox="service@tessaro.example", source="smtp", sha256=state.value.ljust(64, "0"),
-                               size=1, raw=b"x", state=state) for state in MessageState}
+                               size=1, body=MessageBody(raw=b"x"), state=state) for state in MessageState}
         session.add_all(rows.values())
         session.flush()
         session.add_all([
@@ -45,7 +45,8 @@ def test_status_shows_backlog_dead_deliveries_and_quarantine(config_data, tmp_pa
     assert boxes["service@tessaro.example"]["backlog"] == 2  # received and decided, not yet delivered
     assert boxes["support@tessaro.example"] == {
         "address": "support@tessaro.example", "source": "smtp", "last_success": None, "uidvalidity": None,
-        "last_uid": None, "backlog": 0, "consecutive_failures": 0, "last_error": None, "healthy": True}
+        "last_uid": None, "backlog": 0, "consecutive_failures": 0, "last_error": None, "healthy": True,
+        "skipped_uids": [], "last_skip_error": None}
     assert status["outbox"] == {"pending": 1, "dead": 1, "dead_items": [
         {"key": "a.delivery", "target": "role:support", "attempts": 8,
          "last_error": "relay answered 550 'no such user'"}]}

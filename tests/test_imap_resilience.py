@@ -38,6 +38,8 @@ from tests.imap_helpers import (
 )
 
 dovecot_with = imap_helpers.dovecot_with  # a fixture: Dovecot with extra configuration
+#: mail in INBOX before the first kick: enough that the IMAP source (~1000 messages/s) is still fetching then
+FIRST = 600
 
 
 def test_uidvalidity_change_rereads_the_folder_without_redelivering(dovecot, config_data, monkeypatch, start_gateway,
@@ -61,11 +63,32 @@ def test_uidvalidity_change_rereads_the_folder_without_redelivering(dovecot, con
     assert mailbox_state(config).last_uid == 4
 
 
+def test_mail_without_message_id_is_delivered_once_across_a_uidvalidity_change(dovecot, config_data, monkeypatch,
+                                                                                 start_gateway, tmp_path) -> None:
+    config = parse_config(add_imap_mailbox(config_data, dovecot, monkeypatch, after_fetch="keep"))
+    anonymous = mail(0).replace(b"Message-ID: <imap-0@example.org>\r\n", b"")
+    assert b"Message-ID" not in anonymous
+    dovecot.append(DOVECOT_USER, "INBOX", anonymous)
+    dovecot.append(DOVECOT_USER, "INBOX", mail(1))
+    start_gateway(config)
+    wait_delivered(tmp_path, 2)
+    wait_until(lambda: mailbox_state(config).last_uid == 2, 5, "UID 2 recorded")
+    dovecot.set_uidvalidity(DOVECOT_USER, "INBOX", 4242)
+    dovecot.kick(DOVECOT_USER)
+    wait_until(lambda: mailbox_state(config).uidvalidity == 4242, 10, "new UIDVALIDITY seen")
+    dovecot.append(DOVECOT_USER, "INBOX", mail(2))
+    wait_delivered(tmp_path, 3)
+    time.sleep(0.5)  # a re-delivery of the mail without Message-ID would show up by now
+    files = role_files(tmp_path)
+    assert len(files) == 3 and sum(b"Invoice 2026-0 " in f.read_bytes() for f in files) == 1
+    assert mailbox_state(config).last_uid == 3
+
+
 def test_kick_and_server_restart_mid_fetch_lose_and_duplicate_nothing(dovecot, config_data, monkeypatch,
                                                                        start_gateway, tmp_path) -> None:
     config = parse_config(add_imap_mailbox(config_data, dovecot, monkeypatch))
     with dovecot.client(DOVECOT_USER, DOVECOT_PASSWORD) as imap:
-        for n in range(150):
+        for n in range(FIRST):
             imap.append("INBOX", mail(n))
 
     def received() -> int:
@@ -74,20 +97,20 @@ def test_kick_and_server_restart_mid_fetch_lose_and_duplicate_nothing(dovecot, c
     with capture_logs() as logs:
         start_gateway(config)
         wait_until(received, 10, "fetching started")
-        dovecot.kick(DOVECOT_USER)  # in the middle of storing the first batch of 100
+        dovecot.kick(DOVECOT_USER)  # while the next batches are fetched and stored
         wait_until(lambda: any(e["event"] == "imap connection failed, reconnecting" for e in logs), 5, "kick noticed")
         before = received()
         wait_until(lambda: received() > before, 10, "fetching again")
         dovecot.kick(DOVECOT_USER)
         dovecot.restart()
         with dovecot.client(DOVECOT_USER, DOVECOT_PASSWORD) as imap:
-            for n in range(150, 160):
+            for n in range(FIRST, FIRST + 10):
                 imap.append("INBOX", mail(n))
-        files = wait_delivered(tmp_path, 160, timeout=60)
+        files = wait_delivered(tmp_path, FIRST + 10, timeout=120)
         wait_until(lambda: uids(dovecot, "INBOX") == [], 10, "INBOX emptied")
         time.sleep(0.5)
-    assert len(role_files(tmp_path)) == 160 == len(original_ids(files))
-    assert len(uids(dovecot, "Processed")) == 160
+    assert len(role_files(tmp_path)) == FIRST + 10 == len(original_ids(files))
+    assert len(uids(dovecot, "Processed")) == FIRST + 10
     assert any(e["event"] == "imap connection failed, reconnecting" for e in logs)
     assert mailbox_state(config).consecutive_failures == 0
 

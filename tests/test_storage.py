@@ -9,11 +9,12 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect, select, text
+from sqlalchemy import event, func, inspect, select, text
 
+from gateway.metrics import MESSAGES, STAGE_SECONDS
 from gateway.storage.db import MIGRATIONS, Database
 from gateway.storage.models import Base, Message, MessageState
-from gateway.storage.store import header_message_id, store_raw
+from gateway.storage.store import Incoming, header_message_id, store_batch, store_raw
 
 RAW = b"From: a@example.org\r\nTo: support@tessaro.example\r\nMessage-ID: <m1@example.org>\r\nSubject: x\r\n\r\nbody\xff\r\n"
 
@@ -76,9 +77,85 @@ def test_imap_uid_is_a_duplicate_within_one_uidvalidity_only(database: Database)
     first = store_raw(database, raw, mailbox="m@x", source="imap", uidvalidity=7, uid=1)
     same = store_raw(database, raw, mailbox="m@x", source="imap", uidvalidity=7, uid=1)
     assert same.duplicate and same.public_id == first.public_id
-    assert not store_raw(database, raw, mailbox="m@x", source="imap", uidvalidity=8, uid=1).duplicate
+    assert not store_raw(database, raw + b"other\r\n", mailbox="m@x", source="imap", uidvalidity=8, uid=1).duplicate
+
+
+def test_imap_mail_without_message_id_is_recognised_by_its_bytes_in_its_mailbox(database: Database) -> None:
+    raw = b"Subject: no id\r\n\r\nhello\r\n"
+    first = store_raw(database, raw, mailbox="m@x", source="imap", uidvalidity=7, uid=1)
+    after_reset = store_raw(database, raw, mailbox="m@x", source="imap", uidvalidity=8, uid=5)
+    assert after_reset.duplicate and after_reset.public_id == first.public_id
+    assert not store_raw(database, raw, mailbox="other@x", source="imap", uidvalidity=8, uid=1).duplicate
+    assert not store_raw(database, raw, mailbox="m@x", source="smtp").duplicate  # SMTP: the sender sent it twice
+    with database.engine.connect() as connection:  # an index finds it by its digest, not a scan of the mailbox
+        plan = connection.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT public_id FROM messages WHERE header_message_id IS NULL AND sha256 = 'x'"
+            " AND mailbox = 'm@x'").all()
+    assert "sha256=?" in repr(plan)
 
 
 def test_message_id_is_read_from_the_header_block_only() -> None:
     assert header_message_id(b"Subject: a\nMessage-Id:  <x@y>\n\nMessage-ID: <body@z>\n") == "<x@y>"
     assert header_message_id(b"Subject: a\n\nMessage-ID: <body@z>\n") is None
+
+
+def store_counts() -> dict[str, float]:
+    """The store stage's counters: messages per outcome, and timed messages."""
+    counts = {s.labels["outcome"]: s.value for metric in MESSAGES.collect() for s in metric.samples
+              if s.name.endswith("_total") and s.labels["stage"] == "store"}
+    counts["timed"] = sum(s.value for metric in STAGE_SECONDS.collect() for s in metric.samples
+                          if s.name.endswith("_count") and s.labels["stage"] == "store")
+    return counts
+
+
+def grown(before: dict[str, float]) -> dict[str, float]:
+    return {key: grew for key, value in store_counts().items() if (grew := value - before.get(key, 0.0))}
+
+
+def count_messages(database: Database) -> int:
+    with database.session() as session:
+        return session.scalar(select(func.count()).select_from(Message))
+
+
+def test_a_batch_recognises_duplicates_stored_earlier_and_within_itself(database: Database) -> None:
+    other = RAW.replace(b"<m1@", b"<m2@")
+    earlier = store_raw(database, b"Subject: old\r\n\r\nold\r\n", mailbox="m@x", source="imap", uidvalidity=7, uid=1)
+    before = store_counts()
+    stored = store_batch(database, [
+        Incoming(b"Subject: changed on the server\r\n\r\n", 1),  # the same UID: a duplicate, whatever its bytes
+        Incoming(RAW, 2), Incoming(other, 3),
+        Incoming(RAW, 4),  # the same Message-ID and bytes as UID 2, in the same batch
+        Incoming(other, 3),  # the same UID twice in one batch
+    ], mailbox="m@x", uidvalidity=7)
+    assert [s.duplicate for s in stored] == [True, False, False, True, True]
+    assert stored[0].public_id == earlier.public_id
+    assert stored[3].public_id == stored[1].public_id and stored[4].public_id == stored[2].public_id
+    assert count_messages(database) == 3
+    assert grown(before) == {"stored": 2, "duplicate": 3, "timed": 5}
+
+
+def test_a_batch_meeting_a_concurrent_instance_is_stored_message_by_message(postgres_url: str) -> None:
+    """Another instance commits UID 2 between our look-up and our insert: the batch stores the others alone."""
+    ours, theirs = Database(postgres_url), Database(postgres_url)
+    ours.upgrade()
+    raws = [RAW.replace(b"<m1@", f"<c{uid}@".encode()) for uid in (1, 2, 3)]
+    concurrent: list[str] = []
+
+    def meanwhile(_mapper: object, _connection: object, target: Message) -> None:
+        if target.imap_uid == 2 and not concurrent:
+            concurrent.append("")  # once: the other instance's own insert comes through here too
+            concurrent[0] = store_raw(theirs, raws[1], mailbox="m@x", source="imap", uidvalidity=7, uid=2).public_id
+
+    before = store_counts()
+    event.listen(Message, "before_insert", meanwhile)
+    try:
+        stored = store_batch(ours, [Incoming(raw, uid) for uid, raw in enumerate(raws, start=1)],
+                             mailbox="m@x", uidvalidity=7)
+    finally:
+        event.remove(Message, "before_insert", meanwhile)
+    assert [s.duplicate for s in stored] == [False, True, False]
+    assert stored[1].public_id == concurrent[0] != ""
+    assert count_messages(ours) == 3
+    assert grown(before) == {"stored": 3, "duplicate": 1, "timed": 4}  # theirs: 1 stored; ours: 2 stored, 1 duplicate
+    ours.dispose()
+    theirs.dispose()

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from gateway.config import schema
 from gateway.config.checks import semantic_problems
-from gateway.config.schema import GatewayConfig, Secret
+from gateway.config.schema import GatewayConfig, ImapAccount, Secret
 from gateway.errors import ConfigError, SecretError
 
 DEFAULT_CONFIG = Path("config/gateway.toml")
@@ -98,6 +98,8 @@ def _secret_problems(config: GatewayConfig) -> Iterator[str]:
             yield f"{path}.password_env: environment variable {secret.password_env} is not set"
         if secret.password_file and not secret.password_file.is_file():
             yield f"{path}.password_file: file {secret.password_file} does not exist"
+        if isinstance(secret, ImapAccount) and secret.ca_file and not secret.ca_file.is_file():
+            yield f"{path}.ca_file: file {secret.ca_file} does not exist"
 
 
 def resolve_secret(secret: Secret) -> str | None:

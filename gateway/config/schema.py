@@ -42,9 +42,17 @@ class ImapAccount(Secret):
     port: int = Field(993, ge=1, le=65535)
     tls: Literal["implicit", "starttls", "none"] = "implicit"
     verify_certificate: bool = True
+    #: PEM file of the CA(s) to trust instead of the system's (an internal CA)
+    ca_file: Path | None = None
     user: str
     auth: Literal["login", "xoauth2"] = "login"
     timeout: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _ca_file_verifies(self) -> ImapAccount:
+        if self.ca_file is not None and (self.tls == "none" or not self.verify_certificate):
+            raise ValueError("ca_file needs tls = \"implicit\" or \"starttls\" and verify_certificate = true")
+        return self
 
 
 class ImapSource(ImapAccount):

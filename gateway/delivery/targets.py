@@ -9,6 +9,7 @@ import os
 import smtplib
 import socket
 import ssl
+from contextlib import suppress
 from pathlib import Path
 
 from imapclient import IMAPClient
@@ -75,7 +76,7 @@ def send_via_relay(relay: Relay, envelope_from: str, recipients: list[str], data
 
 def connect_imap(account: ImapAccount) -> IMAPClient:
     """A logged-in IMAP client with TLS as configured and a socket timeout always set."""
-    context = ssl.create_default_context()
+    context = ssl.create_default_context(cafile=account.ca_file)
     if not account.verify_certificate:
         context.check_hostname = False
         context.verify_mode = ssl.CERT_NONE
@@ -90,7 +91,8 @@ def connect_imap(account: ImapAccount) -> IMAPClient:
         else:
             client.login(account.user, secret)
     except BaseException:
-        client.shutdown()
+        with suppress(OSError):  # a failed STARTTLS handshake leaves a closed socket: keep its error, not ours
+            client.shutdown()
         raise
     return client
 

@@ -1,19 +1,22 @@
 """IMAP source: one worker per mailbox commits every new message, then moves it away (or just records its UID).
 
-The order makes it safe: the raw message is committed first, then the highest committed UID is recorded,
-then the message is moved to the processed folder. A crash in between leaves the message in the folder;
-the next run moves it without fetching again, or fetches it again and ``store_raw`` recognises it by
-(mailbox, UIDVALIDITY, UID) or by Message-ID + sha256. Every UID above the last one is fetched with
-``BODY.PEEK[]``, whether or not someone has read it already, and no ``\\Seen`` flag is ever set.
+The order makes it safe: the raw messages of a fetched batch are committed first (one transaction), then the
+highest committed UID is recorded, then the batch is moved to the processed folder. A crash in between leaves
+the messages in the folder; the next run moves them without fetching again, or fetches them again and
+``store_batch`` recognises them by (mailbox, UIDVALIDITY, UID), by Message-ID + sha256, or (without a
+Message-ID) by mailbox + sha256. Every UID above the last one is fetched with ``BODY.PEEK[]``, whether or not
+someone has read it already, and no ``\\Seen`` flag is ever set.
 """
 from __future__ import annotations
 
 import random
 import select
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import suppress
+from dataclasses import replace
 
 import structlog
 from imapclient import DELETED, IMAPClient
@@ -21,22 +24,22 @@ from imapclient.exceptions import IMAPClientError
 
 from gateway.config.schema import GatewayConfig, Mailbox
 from gateway.delivery.targets import connect_imap
-from gateway.errors import SecretError
+from gateway.errors import SecretError, UnreadableMessage
+from gateway.ingest.fetching import BodyFetcher, Refusal, batches
 from gateway.ingest.mailbox_state import UNHEALTHY_AFTER, MailboxProgress, Progress
 from gateway.storage.db import Database
-from gateway.storage.store import store_raw
+from gateway.storage.store import Incoming, store_batch
 
 log = structlog.get_logger("gateway.imap")
 
-BATCH_MESSAGES = 100
-BATCH_BYTES = 16 * 1024 * 1024  # so a folder of large attachments never sits in memory at once
 COMMAND_UIDS = 500  # UIDs per command: keeps command lines far below servers' limits (Dovecot: 64 KB)
 IDLE_RENEW_SECONDS = 600.0  # RFC 2177 allows 29 minutes; NAT routers often drop quieter connections sooner
 #: after mail came, IDLE only this long before looking again: Dovecot misses mail that lands while IDLE starts
 #: (it reports it only at its next periodic check, mailbox_idle_check_interval = 30 s)
 RECHECK_SECONDS = 1.0
 SUCCESS_EVERY_SECONDS = 60.0  # while no mail comes, "last success" is written at most this often
-EXPECTED_ERRORS = (IMAPClientError, OSError, SecretError)  # network, server and login problems: no traceback
+#: network, server and login problems, a message the server will not hand out: no traceback
+EXPECTED_ERRORS = (IMAPClientError, OSError, SecretError, UnreadableMessage)
 
 
 class ImapSourceWorker:
@@ -58,6 +61,7 @@ class ImapSourceWorker:
         self.wait_step = wait_step  # how long a wait may last before ``stopping`` is looked at again
         self.state = MailboxProgress(db, mailbox.address)
         self.progress = Progress(None, 0)
+        self.fetcher = BodyFetcher()
         self.failures = 0
         self.success_noted = float("-inf")  # monotonic time "last success" was last written
         self.log = log.bind(mailbox=self.address)
@@ -77,6 +81,8 @@ class ImapSourceWorker:
     def _failed(self, exc: Exception) -> None:
         self.failures += 1
         error = f"{type(exc).__name__}: {exc}"[:500]
+        if isinstance(exc, ssl.SSLCertVerificationError):
+            error += " (set ca_file to the CA that issued the server's certificate)"
         delay = min(self.backoff_cap, self.backoff_base * 2 ** (self.failures - 1)) * random.uniform(0.5, 1.0)
         with suppress(Exception):  # the database may be what failed; the log still tells
             self.state.failed(self.failures, error)
@@ -112,23 +118,23 @@ class ImapSourceWorker:
             with suppress(Exception):
                 client.shutdown()
 
-    def _succeeded(self) -> None:
+    def _succeeded(self, skip_error: str | None = None) -> None:
         """Record progress and health in one write; after failures, say that the mailbox is read again."""
         if self.failures:
             self.log.info("imap source healthy again", after_failures=self.failures)
-        self.state.succeeded(self.progress)
+        self.state.succeeded(self.progress, skip_error)
         self.failures, self.success_noted = 0, time.monotonic()
 
     def _open_folder(self, client: IMAPClient) -> None:
         """Select the folder; after a UIDVALIDITY change start again from UID 0 (duplicates are recognised)."""
         uidvalidity = int(client.select_folder(self.source.folder)[b"UIDVALIDITY"])
-        stored = self.state.load()
-        self.progress = Progress(uidvalidity, stored.last_uid)
+        self.progress = stored = self.state.load()
         if stored.uidvalidity != uidvalidity:
+            self.fetcher.forget()
             if stored.uidvalidity is not None:
                 self.log.warning("UIDVALIDITY changed: reading the whole folder again, already stored mail is skipped",
                                  old=stored.uidvalidity, new=uidvalidity, last_uid=stored.last_uid)
-                self.progress = Progress(uidvalidity, 0)
+            self.progress = Progress(uidvalidity, 0)
             self.state.save(self.progress)
         moving = self.source.after_fetch == "move"
         if moving and not client.folder_exists(self.source.processed_folder):
@@ -141,36 +147,54 @@ class ImapSourceWorker:
         moving = self.source.after_fetch == "move"
         found = client.search(["UNDELETED"] if moving else ["UID", f"{last + 1}:*"])
         new = sorted(uid for uid in found if uid > last)
-        if moving and (left := sorted(uid for uid in found if uid <= last)):
+        if moving and (left := sorted(uid for uid in found if uid <= last and uid not in self.progress.skipped)):
             self.log.info("moving mail stored before an interruption", count=len(left))
             for chunk in chunks(left, COMMAND_UIDS):
                 move_messages(client, chunk, self.source.processed_folder)
         for chunk in chunks(new, COMMAND_UIDS):
             sizes = client.fetch(chunk, ["RFC822.SIZE"])
-            for batch in _batches(chunk, {uid: sizes.get(uid, {}).get(b"RFC822.SIZE", 0) for uid in chunk}):
+            for batch in batches(chunk, {uid: sizes.get(uid, {}).get(b"RFC822.SIZE", 0) for uid in chunk}):
                 if self.stopping.is_set():
                     return len(new)
                 self._store_batch(client, batch)
         return len(new)
 
     def _store_batch(self, client: IMAPClient, batch: list[int]) -> None:
-        fetched = client.fetch(batch, ["BODY.PEEK[]"])
-        present, stored = [], 0
-        for uid in batch:
-            raw = fetched.get(uid, {}).get(b"BODY[]")
-            if raw is None:
-                continue  # expunged by someone else since the search
-            result = store_raw(self.db, raw, mailbox=self.address, source="imap",
-                               uidvalidity=self.progress.uidvalidity, uid=uid)
-            present.append(uid)
-            stored += not result.duplicate
-            self.log.info("received", message=result.public_id, uid=uid, size=len(raw), duplicate=result.duplicate)
-        if stored:
+        """Commit the batch in one transaction, then record its last UID, then move it (in this order).
+
+        A message the server refuses stops the batch there: the messages before it are stored and moved,
+        then the error makes the worker reconnect and try again, until the message is given up (skipped).
+        """
+        fetched = self.fetcher.fetch(client, batch)
+        items = [Incoming(raw, uid) for uid, raw in fetched.bodies.items()]
+        results = store_batch(self.db, items, mailbox=self.address, uidvalidity=self.progress.uidvalidity) if items else []
+        for item, result in zip(items, results, strict=True):
+            self.log.info("received", message=result.public_id, uid=item.uid, size=len(item.raw),
+                          duplicate=result.duplicate)
+        if any(not result.duplicate for result in results):
             self.on_stored()
-        self.progress = Progress(self.progress.uidvalidity, batch[-1])
-        self._succeeded()
-        if present and self.source.after_fetch == "move":
-            move_messages(client, present, self.source.processed_folder)
+        refusal = fetched.refusal
+        done = [uid for uid in batch if refusal is None or uid < refusal.uid or uid == refusal.uid and refusal.final]
+        if done:
+            self._record(done[-1], refusal if refusal and refusal.final else None)
+        if refusal and refusal.connection_lost:  # the stored messages are moved after reconnecting
+            raise UnreadableMessage(f"the server refuses to hand out {refusal.describe()}")
+        if items and self.source.after_fetch == "move":
+            move_messages(client, [item.uid for item in items], self.source.processed_folder)
+        if refusal and not refusal.final:
+            raise UnreadableMessage(f"the server refuses to hand out {refusal.describe()}")
+
+    def _record(self, last_uid: int, skipped: Refusal | None) -> None:
+        """Record progress up to ``last_uid``; a given-up message among it is logged and listed as skipped."""
+        self.progress = replace(self.progress, last_uid=last_uid)
+        if skipped is None:
+            self._succeeded()
+            return
+        self.log.error("message skipped: the server refuses to hand it out; it stays in the folder for an admin",
+                       uid=skipped.uid, uidvalidity=self.progress.uidvalidity, folder=self.source.folder,
+                       error=skipped.error, attempts=skipped.attempt)
+        self.progress = replace(self.progress, skipped=(*self.progress.skipped, skipped.uid))
+        self._succeeded(skip_error=skipped.describe())
 
     def _idle(self, client: IMAPClient, seconds: float) -> None:
         """Wait in IDLE until the server says anything, ``stopping`` is set, or ``seconds`` have passed."""
@@ -201,20 +225,6 @@ def move_messages(client: IMAPClient, uids: list[int], folder: str) -> None:
 def chunks(uids: list[int], size: int) -> Iterator[list[int]]:
     for i in range(0, len(uids), size):
         yield uids[i:i + size]
-
-
-def _batches(uids: list[int], sizes: dict[int, int]) -> Iterator[list[int]]:
-    """Consecutive runs of at most BATCH_MESSAGES UIDs and (unless a single message is larger) BATCH_BYTES."""
-    batch: list[int] = []
-    total = 0
-    for uid in uids:
-        if batch and (len(batch) >= BATCH_MESSAGES or total + sizes[uid] > BATCH_BYTES):
-            yield batch
-            batch, total = [], 0
-        batch.append(uid)
-        total += sizes[uid]
-    if batch:
-        yield batch
 
 
 def _new_mail_announced(client: IMAPClient) -> bool:

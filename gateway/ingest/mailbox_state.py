@@ -16,6 +16,8 @@ UNHEALTHY_AFTER = 3
 class Progress:
     uidvalidity: int | None
     last_uid: int
+    #: UIDs up to ``last_uid`` the server would not hand out: skipped, and left in the folder for an admin
+    skipped: tuple[int, ...] = ()
 
 
 class MailboxProgress:
@@ -35,22 +37,28 @@ class MailboxProgress:
     def load(self) -> Progress:
         with self.db.session() as session:
             row = session.get(MailboxState, self.mailbox)
-            return Progress(row.uidvalidity, row.last_uid) if row else Progress(None, 0)
+            return Progress(row.uidvalidity, row.last_uid, tuple(row.skipped_uids)) if row else Progress(None, 0)
 
     def save(self, progress: Progress) -> None:
-        """Record the UIDVALIDITY and the highest UID whose message is committed."""
+        """Record the UIDVALIDITY, the highest UID whose message is committed (or skipped), and the skipped UIDs."""
         with self.db.session() as session:
-            row = self._row(session)
-            row.uidvalidity, row.last_uid = progress.uidvalidity, progress.last_uid
+            _write(self._row(session), progress)
 
-    def succeeded(self, progress: Progress) -> None:
-        """Record progress after a successful read: the mailbox is healthy (again)."""
+    def succeeded(self, progress: Progress, skip_error: str | None = None) -> None:
+        """Record progress after a successful read: the mailbox is healthy (again); ``skip_error``: why the
+        newest skipped UID was given up."""
         with self.db.session() as session:
             row = self._row(session)
-            row.uidvalidity, row.last_uid = progress.uidvalidity, progress.last_uid
+            _write(row, progress)
             row.last_success_at, row.consecutive_failures, row.last_error = utcnow(), 0, None
+            if skip_error is not None:
+                row.last_skip_error = skip_error[:2000]
 
     def failed(self, failures: int, error: str) -> None:
         with self.db.session() as session:
             row = self._row(session)
             row.consecutive_failures, row.last_error = failures, error[:2000]
+
+
+def _write(row: MailboxState, progress: Progress) -> None:
+    row.uidvalidity, row.last_uid, row.skipped_uids = progress.uidvalidity, progress.last_uid, list(progress.skipped)

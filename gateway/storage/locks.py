@@ -3,7 +3,7 @@
 On PostgreSQL the owner holds a session-level advisory lock on a dedicated connection outside the pool. When
 the owner dies (even by ``kill -9``) its connection closes, PostgreSQL drops the lock, and another instance takes
 the mailbox over within one check interval. SQLite means one instance, so its lock is always granted.
-A short overlap (a lost lock noticed a moment late) is harmless: ``store_raw`` recognises an IMAP UID stored twice.
+A short overlap (a lost lock noticed a moment late) is harmless: ``store_batch`` recognises an IMAP UID stored twice.
 """
 from __future__ import annotations
 

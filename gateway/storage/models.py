@@ -47,6 +47,7 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("mailbox", "imap_uidvalidity", "imap_uid", name="uq_messages_imap_uid"),
         Index("ix_messages_dedupe", "header_message_id", "sha256"),
+        Index("ix_messages_mailbox_sha256", "mailbox", "sha256"),  # IMAP mail without a Message-ID
         Index("ix_messages_state", "state"),
     )
 
@@ -176,6 +177,9 @@ class MailboxState(Base):
     last_success_at: Mapped[dt.datetime | None]
     consecutive_failures: Mapped[int] = mapped_column(default=0)
     last_error: Mapped[str | None] = mapped_column(Text)
+    #: UIDs (this UIDVALIDITY) the server refused to hand out: skipped, left in the folder for an admin
+    skipped_uids: Mapped[list[int]] = mapped_column(JSON, default=list)
+    last_skip_error: Mapped[str | None] = mapped_column(Text)
 
 
 class QuarantineEntry(Base):

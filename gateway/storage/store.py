@@ -10,7 +10,7 @@ from sqlalchemy import bindparam, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from gateway.metrics import observed
+from gateway.metrics import observe_each, observed
 from gateway.replies.completeness import ThreadState
 from gateway.routing.router import ThreadOrigin
 from gateway.storage.db import Database
@@ -34,27 +34,67 @@ def header_message_id(raw: bytes) -> str | None:
     return found.group(1).decode("ascii", "replace") if found else None
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """One raw message to store, with what its source knows about it."""
+
+    raw: bytes
+    uid: int | None = None  # IMAP UID (within the batch's UIDVALIDITY)
+    envelope_from: str | None = None
+    envelope_to: tuple[str, ...] = ()
+
+
 @observed("store", lambda stored: "duplicate" if stored.duplicate else "stored")
 def store_raw(db: Database, raw: bytes, *, mailbox: str, source: str, envelope_from: str | None = None,
               envelope_to: list[str] | None = None, uidvalidity: int | None = None, uid: int | None = None) -> Stored:
-    """Commit the raw message durably, unless the same message (IMAP UID, or Message-ID + sha256) is stored already."""
-    digest = hashlib.sha256(raw).hexdigest()
-    message_id = header_message_id(raw)
+    """Commit the raw message durably, unless the same message is stored already: by IMAP UID, by Message-ID +
+    sha256, or (IMAP mail without a Message-ID) by mailbox + sha256."""
+    item = Incoming(raw, uid, envelope_from, tuple(envelope_to or ()))
+    return _commit(db, [item], mailbox=mailbox, source=source, uidvalidity=uidvalidity)[0]
+
+
+def store_batch(db: Database, items: list[Incoming], *, mailbox: str, source: str = "imap",
+                uidvalidity: int | None = None) -> list[Stored]:
+    """:func:`store_raw` for several messages in one transaction (one fsync); duplicates within it are recognised.
+
+    If a concurrent instance stores one of the IMAP UIDs meanwhile, the batch is stored again message by message.
+    """
+    with observe_each("store", len(items)) as outcomes:
+        try:
+            stored = _commit(db, items, mailbox=mailbox, source=source, uidvalidity=uidvalidity)
+        except IntegrityError:
+            stored = [_commit(db, [item], mailbox=mailbox, source=source, uidvalidity=uidvalidity)[0]
+                      for item in items]
+        outcomes.extend("duplicate" if s.duplicate else "stored" for s in stored)
+    return stored
+
+
+def _commit(db: Database, items: list[Incoming], *, mailbox: str, source: str,
+            uidvalidity: int | None) -> list[Stored]:
+    """Store ``items`` in one transaction; IntegrityError (a concurrent insert) only for a batch of several."""
     try:
         with db.session() as session:
-            existing = _find_existing(session, mailbox, uidvalidity, uid, message_id, digest)
-            if existing is not None:
-                return Stored(existing, True)
-            message = Message(
-                mailbox=mailbox, source=source, envelope_from=envelope_from, envelope_to=envelope_to or [],
-                header_message_id=message_id, sha256=digest, size=len(raw), body=MessageBody(raw=raw),
-                imap_uidvalidity=uidvalidity, imap_uid=uid, state=MessageState.RECEIVED,
-            )
-            session.add(message)
-            session.flush()
-            return Stored(message.public_id, False)
+            return [_store_one(session, item, mailbox, source, uidvalidity) for item in items]
     except IntegrityError:  # a concurrent instance stored the same IMAP UID a moment ago
-        return Stored("", True)
+        if len(items) > 1:
+            raise
+        return [Stored("", True)]
+
+
+def _store_one(session: Session, item: Incoming, mailbox: str, source: str, uidvalidity: int | None) -> Stored:
+    digest = hashlib.sha256(item.raw).hexdigest()
+    message_id = header_message_id(item.raw)
+    existing = _find_existing(session, mailbox, uidvalidity, item.uid, message_id, digest)
+    if existing is not None:
+        return Stored(existing, True)
+    message = Message(
+        mailbox=mailbox, source=source, envelope_from=item.envelope_from, envelope_to=list(item.envelope_to),
+        header_message_id=message_id, sha256=digest, size=len(item.raw), body=MessageBody(raw=item.raw),
+        imap_uidvalidity=uidvalidity, imap_uid=item.uid, state=MessageState.RECEIVED,
+    )
+    session.add(message)
+    session.flush()  # the next look-up in this batch sees it
+    return Stored(message.public_id, False)
 
 
 def _find_existing(session: Session, mailbox: str, uidvalidity: int | None, uid: int | None,
@@ -67,6 +107,9 @@ def _find_existing(session: Session, mailbox: str, uidvalidity: int | None, uid:
     if message_id is not None:
         return session.scalar(select(Message.public_id).where(
             Message.header_message_id == message_id, Message.sha256 == digest).limit(1))
+    if uid is not None:  # IMAP mail without a Message-ID, read again after a UIDVALIDITY change: the same bytes
+        return session.scalar(select(Message.public_id).where(
+            Message.header_message_id.is_(None), Message.sha256 == digest, Message.mailbox == mailbox).limit(1))
     return None
 
 

@@ -30,7 +30,7 @@ listen = {host}
 base_dir = {root}/run
 state_dir = {root}/state
 log_path = {root}/dovecot.log
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 default_login_user = dovenull
@@ -53,7 +53,8 @@ service imap-login {{
     port = {port}
   }}
   inet_listener imaps {{
-    port = 0
+    address = {host}
+    port = {imaps_port}
   }}
 }}
 """
@@ -89,8 +90,12 @@ def _free_port() -> int:
 class DovecotServer:
     """One Dovecot master process with its own config and users."""
 
-    def __init__(self, start_timeout: float = 10.0, client_timeout: float = 10.0) -> None:
+    def __init__(self, start_timeout: float = 10.0, client_timeout: float = 10.0,
+                 tls: tuple[Path, Path] | None = None) -> None:
+        """``tls``: certificate and key files; then Dovecot requires TLS (``ssl = required``) and also listens
+        for implicit TLS on :attr:`imaps_port`. Plain logins from loopback still work (Dovecot counts them secure)."""
         self.start_timeout = start_timeout
+        self.tls = tls
         self.client_timeout = client_timeout
         self.root = Path(tempfile.mkdtemp(prefix="dovecot-"))
         self.root.chmod(0o755)  # the dovecot user must reach homes and passwd
@@ -99,6 +104,7 @@ class DovecotServer:
         self._passwd = self.root / "passwd"
         self._passwd.touch(mode=0o644)
         self._port = _free_port()
+        self.imaps_port = _free_port() if tls else 0
         self._process: subprocess.Popen[bytes] | None = None
         self._passwords: dict[str, str] = {}
         self._started = False
@@ -126,6 +132,7 @@ class DovecotServer:
         for attempt in range(1 if self._started else 3):
             if attempt:
                 self._port = _free_port()
+                self.imaps_port = _free_port() if self.tls else 0
             try:
                 self._launch(binary)
             except _PortInUse:
@@ -137,7 +144,8 @@ class DovecotServer:
     def _launch(self, binary: str) -> None:
         uid, _ = _mail_ids()
         self.config_path.write_text(
-            _CONFIG.format(host=HOST, root=self.root, port=self._port, mail_user=MAIL_USER, uid=uid)
+            _CONFIG.format(host=HOST, root=self.root, port=self._port, mail_user=MAIL_USER, uid=uid,
+                           imaps_port=self.imaps_port, ssl=self._ssl_settings())
         )
         with open(self.root / "master.stderr", "wb") as stderr:
             self._process = subprocess.Popen(
@@ -158,6 +166,12 @@ class DovecotServer:
         self.stop()
         raise RuntimeError(f"Dovecot did not greet on {HOST}:{self._port} within {self.start_timeout}s:\n"
                            f"{self._startup_output()}")
+
+    def _ssl_settings(self) -> str:
+        if self.tls is None:
+            return "ssl = no"
+        cert, key = self.tls
+        return f"ssl = required\nssl_cert = <{cert}\nssl_key = <{key}"
 
     def stop(self) -> None:
         """Stop the master and every child; safe to call twice or after a failed start."""
