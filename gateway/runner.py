@@ -66,7 +66,7 @@ class Gateway:
         self.loops = [Loop("processor", self._decided), Loop("outbox", self.outbox.run_once)]
         self.smtp: IngressController | None = None
         self.metrics: MetricsServer | None = None
-        self.locks = MailboxLocks(db)
+        self.locks = MailboxLocks(db, mailboxes=len(_imap_sources(config)))
         self.owners: list[MailboxOwner] = []
         self._threads: list[threading.Thread] = []
 

@@ -16,7 +16,7 @@ from gateway.config import parse_config
 from gateway.delivery.outbox import OutboxWorker
 from gateway.processor import Processor
 from gateway.storage.db import Database
-from gateway.storage.locks import MailboxLock, MailboxLocks
+from gateway.storage.locks import MailboxLock, MailboxLocks, MailboxOwner
 from gateway.storage.models import Decision, Message, MessageState, OutboxItem, OutboxState
 from gateway.storage.store import store_raw
 from tests.conftest import ROOT
@@ -155,6 +155,45 @@ def test_a_mailbox_lock_is_exclusive_and_taken_over_when_its_holder_is_killed(po
     finally:
         holder.kill()
         locks.dispose()
+
+
+def test_mailboxes_are_spread_over_the_instances_and_taken_over_when_one_stops(postgres_url) -> None:
+    mailboxes = [f"box{i}@tessaro.example" for i in range(5)]
+    database = Database(postgres_url)
+    instances: dict[str, tuple[threading.Event, list[MailboxOwner], MailboxLocks]] = {}
+
+    def start(name: str) -> None:
+        locks, stopping = MailboxLocks(database, mailboxes=len(mailboxes), instance=name, patience=1.5), threading.Event()
+        owners = [MailboxOwner(locks.lock(box), lambda give_up: give_up.wait(), stopping, check_every=0.2)
+                  for box in mailboxes]
+        for owner in owners:
+            threading.Thread(target=owner.run, daemon=True).start()
+        instances[name] = (stopping, owners, locks)
+
+    def owned() -> dict[str, int]:
+        return {name: sum(o.owns for o in owners) for name, (_, owners, _) in instances.items()}
+
+    try:
+        start("a")
+        wait_until(lambda: owned() == {"a": 5}, 10, "the only instance reads every mailbox")
+        start("b")
+        start("c")
+        wait_until(lambda: sorted(owned().values()) == [1, 2, 2], 30, f"a fair spread, not {owned()}")
+        time.sleep(2)  # and it stays so
+        assert sorted(owned().values()) == [1, 2, 2]
+        stopping, owners, locks = instances.pop("c")
+        stopping.set()  # an instance stops: the others take its mailboxes over
+        wait_until(lambda: sorted(owned().values()) == [2, 3], 30, f"a takeover, not {owned()}")
+        per_box = [sum(o.owns for _, owners, _ in instances.values() for o in owners if o.lock.mailbox == box)
+                   for box in mailboxes]
+        assert per_box == [1] * 5  # every mailbox read, and by one instance only
+    finally:
+        for stopping, _, locks in instances.values():
+            stopping.set()
+        time.sleep(0.5)
+        for _, _, locks in instances.values():
+            locks.dispose()
+        database.dispose()
 
 
 def test_sqlite_locks_are_always_granted_to_the_single_instance(config) -> None:
