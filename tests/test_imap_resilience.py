@@ -164,8 +164,10 @@ def test_2000_messages_survive_repeated_kill_9_each_delivered_exactly_once(dovec
         process.send_signal(signal.SIGKILL)
         process.wait()
     appender.join()
+    started = log.read_text().count("gateway started")
     process = start_process(config_path, log)
-    try:
+    try:  # its SIGTERM handler is set once it has started, even if the killed ones delivered everything already
+        wait_until(lambda: log.read_text().count("gateway started") > started, 60, "the last gateway started")
         wait_delivered(tmp_path, total, timeout=600)
         wait_until(lambda: uids(dovecot, "INBOX") == [], 10, "INBOX emptied")
         time.sleep(1)  # a late duplicate would show up by now
