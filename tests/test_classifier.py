@@ -9,11 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import skops.io as sio
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
 
 from classifier.corpus import in_test_split, load_corpus, split
 from classifier.features import CompactTfidfVectorizer
 from classifier.language import detect_language
-from classifier.model import CategoryModel, calibrated_proba
+from classifier.model import CategoryModel, build_features, calibrated_proba
 from classifier.taxonomy import CATEGORIES, LANGUAGES
 from classifier.train import choose_threshold, score
 from classifier.workflow import labelled
@@ -81,3 +84,23 @@ def test_fast_probabilities_equal_scikit_learns(shipped_model: CategoryModel) ->
     features = shipped_model.pipeline[:-1].transform(texts)
     classifier = shipped_model.pipeline[-1]
     assert np.allclose(calibrated_proba(classifier, features), classifier.predict_proba(features), atol=1e-9)
+
+
+def test_fast_scorer_equals_the_pipeline(shipped_model: CategoryModel) -> None:
+    texts = [e.text for e in load_corpus()[::5]] + ["", "12345 !!"]
+    assert shipped_model.scorer is not None  # the shipped pipeline takes the fast path
+    expected = shipped_model.pipeline.predict_proba(texts)
+    assert np.allclose(shipped_model.predict_proba(texts), expected, atol=1e-6)
+    assert np.allclose(np.vstack([shipped_model.predict_proba([t]) for t in texts[:50]]), expected[:50], atol=1e-6)
+    assert shipped_model.predict_proba([]).shape == (0, len(shipped_model.classes))
+
+
+def test_a_pipeline_of_another_shape_predicts_the_scikit_learn_way() -> None:
+    corpus = load_corpus()[::4]
+    pipeline = Pipeline([("features", build_features()),
+                         ("classifier", CalibratedClassifierCV(LinearSVC(), cv=3, method="isotonic"))])
+    pipeline.fit([e.text for e in corpus], [e.category for e in corpus])
+    model = CategoryModel(pipeline, {"version": "test", "threshold": 0.5})
+    assert model.scorer is None
+    texts = [e.text for e in corpus[:20]]
+    assert np.allclose(model.predict_proba(texts), pipeline.predict_proba(texts))
