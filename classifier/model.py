@@ -7,8 +7,7 @@ arithmetic without scikit-learn's per-call overhead (about a millisecond per mes
 """
 from __future__ import annotations
 
-from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,7 +18,6 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
-from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.svm import LinearSVC
 
 from classifier.features import CompactTfidfVectorizer
@@ -92,29 +90,22 @@ def calibrated_proba(classifier: CalibratedClassifierCV, features: Any) -> np.nd
 class _Block:
     """One fitted TF-IDF vectorizer of the feature union and the rows of the stacked weights it feeds."""
 
-    def __init__(self, vectorizer: TfidfVectorizer, weights: np.ndarray) -> None:
-        self.analyze: Callable[[str], list[str]] = vectorizer.build_analyzer()
-        self.vocabulary: dict[str, int] = vectorizer.vocabulary_
+    def __init__(self, vectorizer: CompactTfidfVectorizer, weights: np.ndarray) -> None:
+        self.count = vectorizer.term_counts
         self.idf = np.asarray(vectorizer.idf_, dtype=np.float64)
         self.sublinear, self.binary, self.norm = vectorizer.sublinear_tf, vectorizer.binary, vectorizer.norm
         self.weights = weights  # (terms, folds × classes)
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """``tfidf(texts) @ weights`` computed like ``TfidfVectorizer.transform`` but without its per-call checks."""
-        vocabulary, indices, counts, indptr = self.vocabulary, [], [], [0]
-        for text in texts:
-            found = Counter(self.analyze(text))
-            known = found.keys() & vocabulary.keys()
-            indices.extend(map(vocabulary.__getitem__, known))
-            counts.extend(map(found.__getitem__, known))
-            indptr.append(len(indices))
-        columns = np.array(indices, dtype=np.intp)
-        values = np.ones(len(counts)) if self.binary else np.array(counts, dtype=np.float64)
+        counts = self.count(texts)
+        columns, indptr = counts.indices, counts.indptr
+        values = np.ones(len(columns)) if self.binary else counts.data.astype(np.float64)
         if self.sublinear:
             values = np.log(values) + 1.0
         values *= self.idf[columns]
-        rows = np.repeat(np.arange(len(texts)), np.diff(indptr))
         if self.norm is not None:
+            rows = np.repeat(np.arange(len(texts)), np.diff(indptr))
             sizes = values**2 if self.norm == "l2" else np.abs(values)
             norms = np.bincount(rows, weights=sizes, minlength=len(texts))
             norms = np.sqrt(norms) if self.norm == "l2" else norms
@@ -122,8 +113,7 @@ class _Block:
             values /= norms[rows]
         if len(texts) == 1:
             return (values @ self.weights[columns])[None, :]
-        matrix = sp.csr_array((values, columns, np.array(indptr)), shape=(len(texts), self.weights.shape[0]))
-        return np.asarray(matrix @ self.weights)
+        return np.asarray(sp.csr_array((values, columns, indptr), shape=counts.shape) @ self.weights)
 
 
 class FastScorer:
@@ -132,7 +122,7 @@ class FastScorer:
     Scikit-learn spends most of a one-message prediction on input validation, the feature union's parallel
     machinery, stacking sparse blocks and one matrix product per calibration fold. Here the weights of all folds
     are stacked once (one product per vectorizer block, no hstack) and each text's TF-IDF vector is built
-    directly; the arithmetic is the same (``test_fast_scorer_equals_the_pipeline``). :meth:`compile` returns
+    directly (char n-grams counted as numbers, see :mod:`classifier.features`); the arithmetic is the same (``test_fast_scorer_equals_the_pipeline``). :meth:`compile` returns
     ``None`` for a pipeline of another shape, which then goes the scikit-learn way.
     """
 
@@ -150,7 +140,7 @@ class FastScorer:
                 and len(classifier.classes_) >= 3):
             return None
         vectorizers = [v for _, v in union.transformer_list]
-        if not all(isinstance(v, TfidfVectorizer) and v.norm in (None, "l1", "l2") and v.use_idf
+        if not all(isinstance(v, CompactTfidfVectorizer) and v.norm in (None, "l1", "l2") and v.use_idf
                    for v in vectorizers):
             return None
         folds = classifier.calibrated_classifiers_

@@ -69,7 +69,8 @@ def fit_candidates(train: Sequence[Labelled], candidates: Sequence[str], seed: i
     texts = [e.text for e in train]
     labels = np.array([e.category for e in train])
     features = build_features()
-    matrix = features.fit_transform(texts)
+    with parallel_config(backend="threading", n_jobs=2):  # words (Python) beside chars (numpy, mostly GIL-free)
+        matrix = features.fit_transform(texts)
     progress("features")
     fitted = []
     for name in candidates:

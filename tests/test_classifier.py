@@ -5,11 +5,13 @@ from __future__ import annotations
 import zipfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import skops.io as sio
 from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
@@ -50,6 +52,27 @@ def test_compact_vectorizer_survives_skops_unchanged(tmp_path: Path) -> None:
     loaded = sio.load(tmp_path / "v.skops", trusted=sio.get_untrusted_types(file=tmp_path / "v.skops"))
     assert loaded.vocabulary_ == vectorizer.vocabulary_
     assert (loaded.transform(texts[:20]) != vectorizer.transform(texts[:20])).nnz == 0
+
+
+TRICKY = ["", "   ", "a", "A b C", "x\u00a0y\tz\n\nw", "İstanbul ẞ Straße", "emoji 😀😀 ok", "a\x1cb\u2028c",
+          "\ud800 lone surrogate", "ab  ab ab", "I", "x" * 30]
+
+
+@pytest.mark.parametrize("options", [
+    {"ngram_range": (2, 5), "min_df": 2, "sublinear_tf": True, "dtype": np.float32},  # the shipped chars
+    {"ngram_range": (1, 3)}, {"ngram_range": (4, 6), "lowercase": False}, {"ngram_range": (5, 5), "max_df": 0.5},
+])
+def test_numeric_char_wb_counts_equal_scikit_learns(options: dict[str, Any]) -> None:
+    texts = [e.text for e in load_corpus()[::3]]
+    train, unseen = texts[:400] + TRICKY, texts[400:] + TRICKY + ["unseen characters ☃ Ω"]
+    expected = TfidfVectorizer(analyzer="char_wb", **options).fit(train)
+    fast = CompactTfidfVectorizer(analyzer="char_wb", **options)
+    assert (abs(fast.fit_transform(train) - expected.transform(train)) > 1e-6).nnz == 0
+    assert fast.vocabulary_ == expected.vocabulary_ and np.allclose(fast.idf_, expected.idf_)
+    assert (abs(fast.transform(unseen) - expected.transform(unseen)) > 1e-6).nnz == 0
+    counts = CountVectorizer(analyzer="char_wb", vocabulary=expected.vocabulary_, ngram_range=options["ngram_range"],
+                             lowercase=options.get("lowercase", True)).transform(unseen)
+    assert (fast.term_counts(unseen) != counts).nnz == 0
 
 
 @pytest.mark.parametrize(("text", "language"), [
