@@ -54,7 +54,7 @@ def calibration_folds(seed: int = 0, n_samples: int = 0) -> StratifiedKFold:
 def build_classifier(name: str, seed: int = 0, n_samples: int = 0) -> CalibratedClassifierCV:
     """A fresh calibrated classifier by candidate name (``svm`` or ``logreg``) for ``n_samples`` examples."""
     if name == "svm":
-        base: Any = LinearSVC(C=0.5, random_state=seed)
+        base: Any = LinearSVC(C=0.5, tol=1e-3, random_state=seed)  # 1e-4 took a fifth longer, same scores
     elif name == "logreg":
         base = LogisticRegression(C=30.0, tol=1e-3, max_iter=300, random_state=seed)
     else:
