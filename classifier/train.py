@@ -1,9 +1,9 @@
 """Train a category model: fit the candidates, choose one and its abstain threshold, score on the frozen test part.
 
 Training is one pass: the TF-IDF features are fitted once (they see no labels) and shared by the candidates;
-each candidate's ``CalibratedClassifierCV`` fits five classifiers on four fifths each, and the same folds give
-out-of-fold probabilities for free. Those decide between the candidates and set the abstain threshold, so the
-frozen test part is never looked at before the final score.
+each candidate's ``CalibratedClassifierCV`` fits five classifiers on four fifths each (three on two thirds
+from 10,000 examples on), and the same folds give out-of-fold probabilities for free. Those decide between the
+candidates and set the abstain threshold, so the frozen test part is never looked at before the final score.
 """
 from __future__ import annotations
 
