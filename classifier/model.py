@@ -94,7 +94,7 @@ class _Block:
         self.count = vectorizer.term_counts
         self.idf = np.asarray(vectorizer.idf_, dtype=np.float64)
         self.sublinear, self.binary, self.norm = vectorizer.sublinear_tf, vectorizer.binary, vectorizer.norm
-        self.weights = weights  # (terms, folds × classes)
+        self.weights = weights  # (terms, folds × classes), float32
 
     def scores(self, texts: Sequence[str]) -> np.ndarray:
         """``tfidf(texts) @ weights`` computed like ``TfidfVectorizer.transform`` but without its per-call checks."""
@@ -111,6 +111,7 @@ class _Block:
             norms = np.sqrt(norms) if self.norm == "l2" else norms
             norms[norms == 0] = 1.0
             values /= norms[rows]
+        values = values.astype(self.weights.dtype)
         if len(texts) == 1:
             return (values @ self.weights[columns])[None, :]
         return np.asarray(sp.csr_array((values, columns, indptr), shape=counts.shape) @ self.weights)
@@ -147,7 +148,8 @@ class FastScorer:
         if not all(hasattr(f.estimator, "coef_") and np.array_equal(f.estimator.classes_, classifier.classes_)
                    for f in folds):
             return None
-        weights = np.hstack([f.estimator.coef_.T for f in folds]).astype(np.float64)  # (features, folds × classes)
+        # (features, folds × classes); float32 like the features: half the memory, same probabilities to ~1e-7
+        weights = np.hstack([f.estimator.coef_.T for f in folds]).astype(np.float32)
         sizes = [len(v.vocabulary_) for v in vectorizers]
         if sum(sizes) != weights.shape[0]:
             return None
