@@ -149,18 +149,21 @@ class FastScorer:
                    for f in folds):
             return None
         # (features, folds × classes); float32 like the features: half the memory, same probabilities to ~1e-7
-        weights = np.hstack([f.estimator.coef_.T for f in folds]).astype(np.float32)
+        n_classes = len(classifier.classes_)
+        weights = np.empty((folds[0].estimator.coef_.shape[1], len(folds) * n_classes), dtype=np.float32)
+        for i, fold in enumerate(folds):
+            weights[:, i * n_classes:(i + 1) * n_classes] = fold.estimator.coef_.T
         sizes = [len(v.vocabulary_) for v in vectorizers]
         if sum(sizes) != weights.shape[0]:
             return None
         offsets = np.cumsum([0, *sizes])
         blocks = [_Block(v, np.ascontiguousarray(weights[start:end]))
                   for v, start, end in zip(vectorizers, offsets, offsets[1:])]
-        intercepts = np.concatenate([np.broadcast_to(f.estimator.intercept_, len(classifier.classes_))
+        intercepts = np.concatenate([np.broadcast_to(f.estimator.intercept_, n_classes)
                                      for f in folds]).astype(np.float64)
         a = np.array([c.a_ for f in folds for c in f.calibrators], dtype=np.float64)
         b = np.array([c.b_ for f in folds for c in f.calibrators], dtype=np.float64)
-        return cls(blocks, intercepts, a, b, len(classifier.classes_))
+        return cls(blocks, intercepts, a, b, n_classes)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         scores = self.intercepts + sum(block.scores(texts) for block in self.blocks)
