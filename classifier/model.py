@@ -92,6 +92,7 @@ class _Block:
 
     def __init__(self, vectorizer: CompactTfidfVectorizer, weights: np.ndarray) -> None:
         self.count = vectorizer.term_counts
+        self.count([])  # builds the vectorizer's lookup index now rather than on the first message
         self.idf = np.asarray(vectorizer.idf_, dtype=np.float64)
         self.sublinear, self.binary, self.norm = vectorizer.sublinear_tf, vectorizer.binary, vectorizer.norm
         self.weights = weights  # (terms, folds × classes), float32
