@@ -5,15 +5,20 @@ from __future__ import annotations
 import zipfile
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import skops.io as sio
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction.text import CountVectorizer, TfidfVectorizer
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
 
 from classifier.corpus import in_test_split, load_corpus, split
 from classifier.features import CompactTfidfVectorizer
 from classifier.language import detect_language
-from classifier.model import CategoryModel, calibrated_proba
+from classifier.model import CategoryModel, build_features, calibrated_proba
 from classifier.taxonomy import CATEGORIES, LANGUAGES
 from classifier.train import choose_threshold, score
 from classifier.workflow import labelled
@@ -49,6 +54,27 @@ def test_compact_vectorizer_survives_skops_unchanged(tmp_path: Path) -> None:
     assert (loaded.transform(texts[:20]) != vectorizer.transform(texts[:20])).nnz == 0
 
 
+TRICKY = ["", "   ", "a", "A b C", "x\u00a0y\tz\n\nw", "İstanbul ẞ Straße", "emoji 😀😀 ok", "a\x1cb\u2028c",
+          "\ud800 lone surrogate", "ab  ab ab", "I", "x" * 30]
+
+
+@pytest.mark.parametrize("options", [
+    {"ngram_range": (2, 5), "min_df": 2, "sublinear_tf": True, "dtype": np.float32},  # the shipped chars
+    {"ngram_range": (1, 3)}, {"ngram_range": (4, 6), "lowercase": False}, {"ngram_range": (5, 5), "max_df": 0.5},
+])
+def test_numeric_char_wb_counts_equal_scikit_learns(options: dict[str, Any]) -> None:
+    texts = [e.text for e in load_corpus()[::3]]
+    train, unseen = texts[:400] + TRICKY, texts[400:] + TRICKY + ["unseen characters ☃ Ω"]
+    expected = TfidfVectorizer(analyzer="char_wb", **options).fit(train)
+    fast = CompactTfidfVectorizer(analyzer="char_wb", **options)
+    assert (abs(fast.fit_transform(train) - expected.transform(train)) > 1e-6).nnz == 0
+    assert fast.vocabulary_ == expected.vocabulary_ and np.allclose(fast.idf_, expected.idf_)
+    assert (abs(fast.transform(unseen) - expected.transform(unseen)) > 1e-6).nnz == 0
+    counts = CountVectorizer(analyzer="char_wb", vocabulary=expected.vocabulary_, ngram_range=options["ngram_range"],
+                             lowercase=options.get("lowercase", True)).transform(unseen)
+    assert (fast.term_counts(unseen) != counts).nnz == 0
+
+
 @pytest.mark.parametrize(("text", "language"), [
     ("Rechnung falsch", "de"), ("Kein Login möglich", "de"), ("Factuur klopt niet", "nl"),
     ("Inloggen lukt niet", "nl"), ("Cannot log in", "en"), ("Invoice address wrong", "en"),
@@ -81,3 +107,23 @@ def test_fast_probabilities_equal_scikit_learns(shipped_model: CategoryModel) ->
     features = shipped_model.pipeline[:-1].transform(texts)
     classifier = shipped_model.pipeline[-1]
     assert np.allclose(calibrated_proba(classifier, features), classifier.predict_proba(features), atol=1e-9)
+
+
+def test_fast_scorer_equals_the_pipeline(shipped_model: CategoryModel) -> None:
+    texts = [e.text for e in load_corpus()[::5]] + ["", "12345 !!"]
+    assert shipped_model.scorer is not None  # the shipped pipeline takes the fast path
+    expected = shipped_model.pipeline.predict_proba(texts)
+    assert np.allclose(shipped_model.predict_proba(texts), expected, atol=1e-6)
+    assert np.allclose(np.vstack([shipped_model.predict_proba([t]) for t in texts[:50]]), expected[:50], atol=1e-6)
+    assert shipped_model.predict_proba([]).shape == (0, len(shipped_model.classes))
+
+
+def test_a_pipeline_of_another_shape_predicts_the_scikit_learn_way() -> None:
+    corpus = load_corpus()[::4]
+    pipeline = Pipeline([("features", build_features()),
+                         ("classifier", CalibratedClassifierCV(LinearSVC(), cv=3, method="isotonic"))])
+    pipeline.fit([e.text for e in corpus], [e.category for e in corpus])
+    model = CategoryModel(pipeline, {"version": "test", "threshold": 0.5})
+    assert model.scorer is None
+    texts = [e.text for e in corpus[:20]]
+    assert np.allclose(model.predict_proba(texts), pipeline.predict_proba(texts))
