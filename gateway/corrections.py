@@ -22,6 +22,9 @@ def add_correction(db: Database, public_id: str, category: str, by: str, *, sour
         message_id = session.scalar(select(Message.id).where(Message.public_id == public_id))
         if message_id is None:
             raise LookupError(f"no stored message with id {public_id}")
+        if session.get(MessageBody, message_id) is None:
+            raise LookupError(f"message {public_id} is too old: its bytes were deleted ([retention] raw_days), "
+                              "so it cannot be trained on")
         newest = session.execute(select(Correction.category, Correction.source).where(
             Correction.message_id == message_id).order_by(Correction.id.desc()).limit(1)).first()
         if newest is not None and tuple(newest) == (category, source):

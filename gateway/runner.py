@@ -28,6 +28,7 @@ from gateway.processor import Processor
 from gateway.replies.completeness import steps_model
 from gateway.storage.db import Database
 from gateway.storage.locks import MailboxLocks, MailboxOwner
+from gateway.storage.retention import RetentionJob
 
 log = structlog.get_logger("gateway.runner")
 POLL_SECONDS = 2.0
@@ -63,7 +64,8 @@ class Gateway:
         self.stopping = threading.Event()
         self.processor = Processor(db, config, self.model)
         self.outbox = OutboxWorker(db, config, stopping=self.stopping)
-        self.loops = [Loop("processor", self._decided), Loop("outbox", self.outbox.run_once)]
+        self.loops = [Loop("processor", self._decided), Loop("outbox", self.outbox.run_once),
+                      Loop("retention", RetentionJob(db, lambda: self.config.retention).run_once)]
         self.smtp: IngressController | None = None
         self.metrics: MetricsServer | None = None
         self.locks = MailboxLocks(db, mailboxes=len(_imap_sources(config)))

@@ -285,6 +285,13 @@ class MetricsEndpoint(Strict):
     port: int = Field(9525, ge=0, le=65535)
 
 
+class Retention(Strict):
+    """How long the bytes of delivered mail are kept; decisions stay (reports, threads, duplicates). 0 = forever."""
+
+    raw_days: int = Field(90, ge=0)
+    image_days: int = Field(365, ge=0)  # digests that tell a sender's recurring logo from a screenshot
+
+
 class Limits(Strict):
     """Bounds on untrusted mail (``gateway/limits.py``); a message over one is delivered to triage unparsed."""
 
@@ -330,6 +337,7 @@ class GatewayConfig(Strict):
     classifier: Classifier = Classifier()
     limits: Limits = Limits()
     metrics: MetricsEndpoint = MetricsEndpoint()
+    retention: Retention = Retention()
 
     @model_validator(mode="after")
     def _roles_are_known(self) -> GatewayConfig:

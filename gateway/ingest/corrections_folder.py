@@ -112,9 +112,9 @@ class CorrectionsPoller:
             return False
         try:
             added = add_correction(self.db, public_id, category, self.source.user, source="imap")
-        except LookupError:
+        except LookupError as exc:  # an unknown id, or mail too old to train on
             self.log.warning("correction not taken, left in the folder", **where,
-                             message=log_value(public_id, 64), reason=f"no stored message has this {ID_HEADER}")
+                             message=log_value(public_id, 64), reason=log_value(str(exc), 200))
             return False
         self.log.info("correction recorded" if added else "correction already recorded", message=public_id,
                       by=self.source.user, **where)
