@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -141,18 +142,17 @@ def test_a_batch_meeting_a_concurrent_instance_is_stored_message_by_message(post
     raws = [RAW.replace(b"<m1@", f"<c{uid}@".encode()) for uid in (1, 2, 3)]
     concurrent: list[str] = []
 
-    def meanwhile(_mapper: object, _connection: object, target: Message) -> None:
-        if target.imap_uid == 2 and not concurrent:
-            concurrent.append("")  # once: the other instance's own insert comes through here too
-            concurrent[0] = store_raw(theirs, raws[1], mailbox="m@x", source="imap", uidvalidity=7, uid=2).public_id
+    def meanwhile(_conn: object, _cursor: object, statement: str, parameters: Any, *_: object) -> None:
+        if statement.startswith("INSERT INTO messages ") and parameters.get("imap_uid") == 2 and not concurrent:
+            concurrent.append(store_raw(theirs, raws[1], mailbox="m@x", source="imap", uidvalidity=7, uid=2).public_id)
 
     before = store_counts()
-    event.listen(Message, "before_insert", meanwhile)
+    event.listen(ours.engine, "before_cursor_execute", meanwhile)  # our INSERT of UID 2, just before it runs
     try:
         stored = store_batch(ours, [Incoming(raw, uid) for uid, raw in enumerate(raws, start=1)],
                              mailbox="m@x", uidvalidity=7)
     finally:
-        event.remove(Message, "before_insert", meanwhile)
+        event.remove(ours.engine, "before_cursor_execute", meanwhile)
     assert [s.duplicate for s in stored] == [False, True, False]
     assert stored[1].public_id == concurrent[0] != ""
     assert count_messages(ours) == 3

@@ -6,7 +6,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, func, or_, select
+from sqlalchemy import Connection, bindparam, func, insert, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,7 +15,7 @@ from gateway.replies.completeness import ThreadState
 from gateway.routing.router import ThreadOrigin
 from gateway.storage.db import Database
 from gateway.storage.models import (Decision, Message, MessageBody, MessageImage, MessageState, OutboxItem,
-                                   OutboxKind)
+                                   OutboxKind, new_public_id)
 
 _MESSAGE_ID_HEADER = re.compile(rb"^message-id:[ \t]*(<[^>\x00-\x1f\x7f]{1,900}>)", re.IGNORECASE | re.MULTILINE)
 
@@ -84,33 +84,43 @@ def _commit(db: Database, items: list[Incoming], *, mailbox: str, source: str,
 def _store_one(session: Session, item: Incoming, mailbox: str, source: str, uidvalidity: int | None) -> Stored:
     digest = hashlib.sha256(item.raw).hexdigest()
     message_id = header_message_id(item.raw)
-    existing = _find_existing(session, mailbox, uidvalidity, item.uid, message_id, digest)
+    connection = session.connection()
+    existing = _find_existing(connection, mailbox, uidvalidity, item.uid, message_id, digest)
     if existing is not None:
         return Stored(existing, True)
-    message = Message(
-        mailbox=mailbox, source=source, envelope_from=item.envelope_from, envelope_to=list(item.envelope_to),
-        header_message_id=message_id, sha256=digest, size=len(item.raw), body=MessageBody(raw=item.raw),
-        imap_uidvalidity=uidvalidity, imap_uid=item.uid, state=MessageState.RECEIVED,
-    )
-    session.add(message)
-    session.flush()  # the next look-up in this batch sees it
-    return Stored(message.public_id, False)
+    public_id = new_public_id()
+    # plain INSERTs (the next look-up in this batch sees them): a fraction of the ORM's cost per message
+    row_id = connection.execute(_INSERT_MESSAGE, dict(
+        public_id=public_id, mailbox=mailbox, source=source, envelope_from=item.envelope_from,
+        envelope_to=list(item.envelope_to), header_message_id=message_id, sha256=digest, size=len(item.raw),
+        imap_uidvalidity=uidvalidity, imap_uid=item.uid, state=MessageState.RECEIVED)).inserted_primary_key[0]
+    connection.execute(_INSERT_BODY, {"message_id": row_id, "raw": item.raw})
+    return Stored(public_id, False)
 
 
-def _find_existing(session: Session, mailbox: str, uidvalidity: int | None, uid: int | None,
+def _find_existing(connection: Connection, mailbox: str, uidvalidity: int | None, uid: int | None,
                    message_id: str | None, digest: str) -> str | None:
     if uid is not None:
-        found = session.scalar(select(Message.public_id).where(
-            Message.mailbox == mailbox, Message.imap_uidvalidity == uidvalidity, Message.imap_uid == uid))
+        found = connection.scalar(_BY_UID, {"mailbox": mailbox, "uidvalidity": uidvalidity, "uid": uid})
         if found:
             return found
     if message_id is not None:
-        return session.scalar(select(Message.public_id).where(
-            Message.header_message_id == message_id, Message.sha256 == digest).limit(1))
+        return connection.scalar(_BY_MESSAGE_ID, {"message_id": message_id, "digest": digest})
     if uid is not None:  # IMAP mail without a Message-ID, read again after a UIDVALIDITY change: the same bytes
-        return session.scalar(select(Message.public_id).where(
-            Message.header_message_id.is_(None), Message.sha256 == digest, Message.mailbox == mailbox).limit(1))
+        return connection.scalar(_BY_BYTES, {"digest": digest, "mailbox": mailbox})
     return None
+
+
+# built once: asked for every message stored
+_INSERT_MESSAGE = insert(Message.__table__)
+_INSERT_BODY = insert(MessageBody.__table__)
+_BY_UID = select(Message.public_id).where(Message.mailbox == bindparam("mailbox"),
+                                          Message.imap_uidvalidity == bindparam("uidvalidity"),
+                                          Message.imap_uid == bindparam("uid"))
+_BY_MESSAGE_ID = select(Message.public_id).where(Message.header_message_id == bindparam("message_id"),
+                                                 Message.sha256 == bindparam("digest")).limit(1)
+_BY_BYTES = select(Message.public_id).where(Message.header_message_id.is_(None), Message.sha256 == bindparam("digest"),
+                                            Message.mailbox == bindparam("mailbox")).limit(1)
 
 
 class DbHistory:
