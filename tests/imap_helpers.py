@@ -7,6 +7,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -99,22 +100,33 @@ def imap_ready(config: GatewayConfig) -> Callable[[], bool]:
     return lambda: (state := mailbox_state(config)) is not None and state.last_success_at is not None
 
 
-@pytest.fixture
-def dovecot_with(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], DovecotServer]]:
-    """A Dovecot started with extra configuration lines (a format string: braces doubled), user support/secret."""
+@contextmanager
+def dovecots() -> Iterator[Callable[[DovecotServer], DovecotServer]]:
+    """``start(server)`` starts a Dovecot with user support/secret; every one started is cleaned up at the end."""
     servers: list[DovecotServer] = []
 
-    def start(extra: str) -> DovecotServer:
-        monkeypatch.setattr(dovecot_module, "_CONFIG", dovecot_module._CONFIG + extra)
-        server = DovecotServer()
+    def start(server: DovecotServer) -> DovecotServer:
         servers.append(server)
         server.start()
         server.add_user(DOVECOT_USER, DOVECOT_PASSWORD)
         return server
 
-    yield start
-    for server in servers:
-        server.cleanup()
+    try:
+        yield start
+    finally:
+        for server in servers:
+            server.cleanup()
+
+
+@pytest.fixture
+def dovecot_with(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], DovecotServer]]:
+    """A Dovecot started with extra configuration lines (a format string: braces doubled), user support/secret."""
+    def start_with(extra: str) -> DovecotServer:
+        monkeypatch.setattr(dovecot_module, "_CONFIG", dovecot_module._CONFIG + extra)
+        return start(DovecotServer())
+
+    with dovecots() as start:
+        yield start_with
 
 
 def incident(n: int) -> bytes:

@@ -11,8 +11,8 @@ from gateway.cli_status import gather_status
 from gateway.config import parse_config
 from tests.imap_helpers import (
     ADDRESS,
-    DOVECOT_PASSWORD,
     DOVECOT_USER,
+    dovecots,
     add_imap_mailbox,
     mail,
     mailbox_state,
@@ -31,18 +31,8 @@ def certificates(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
 @pytest.fixture
 def tls_dovecot() -> Iterator[Callable[[Path, Path], DovecotServer]]:
     """Start a Dovecot that requires TLS, with the given certificate and key."""
-    servers: list[DovecotServer] = []
-
-    def start(cert: Path, key: Path) -> DovecotServer:
-        server = DovecotServer(tls=(cert, key))
-        servers.append(server)
-        server.start()
-        server.add_user(DOVECOT_USER, DOVECOT_PASSWORD)
-        return server
-
-    yield start
-    for server in servers:
-        server.cleanup()
+    with dovecots() as start:
+        yield lambda cert, key: start(DovecotServer(tls=(cert, key)))
 
 
 def over_tls(server: DovecotServer, tls: str) -> dict[str, object]:
