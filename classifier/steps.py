@@ -219,9 +219,6 @@ class StepsModel:
     def rules(self) -> tuple[str, ...]:
         return tuple(self.metadata["rules"])
 
-    def probability(self, text: str) -> float:
-        return self.probabilities([text])[0]
-
     def probabilities(self, texts: Sequence[str]) -> list[float]:
         """P(has steps) of each text, in one call of the pipeline."""
         column = list(self.pipeline.classes_).index(True)

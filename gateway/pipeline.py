@@ -116,13 +116,6 @@ def thread_ids(mail: ParsedMail) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i for i in ids if i))
 
 
-def classify_text(model: CategoryModel, mail: ParsedMail, threshold: float | None = None) -> tuple[str, str, Prediction]:
-    """Classify stage for one mail: (prepared text, language, prediction)."""
-    text = customer_text(mail.subject, mail.text)
-    prediction = model.predict([text], threshold=threshold)[0]
-    return text, detect_language(text), prediction
-
-
 @dataclass(frozen=True)
 class Analysis:
     """What the untrusted content yields (parse, classify and evidence); the processor computes it isolated."""

@@ -18,7 +18,7 @@ from gateway.errors import ModelError
 from gateway.config.schema import GatewayConfig
 from gateway.parsing import ParsedMail, parse
 from gateway.replies.completeness import (STEP_RULES, Completeness, ThreadState, check_completeness, gather_evidence,
-                                          has_steps, image_digest, steps_model)
+                                          image_digest, steps_in, steps_model)
 from tests.conftest import ROOT
 
 STEPS_DIR = ROOT / "models" / "steps"
@@ -82,7 +82,7 @@ def test_a_tampered_steps_model_is_refused(tmp_path: Path) -> None:
     "3. Click Save\nResult: 'Invalid VAT number' although the field was not touched.",
 ])
 def test_reproduction_steps_are_recognised_in_every_language(text: str) -> None:
-    assert has_steps(text, steps_model(ROOT / "models"))
+    assert steps_in([text], steps_model(ROOT / "models")) == [True]
 
 
 @pytest.mark.parametrize("text", [
@@ -91,7 +91,7 @@ def test_reproduction_steps_are_recognised_in_every_language(text: str) -> None:
     "Error 500\nI get error 500 when saving. Please check.",
 ])
 def test_a_bare_complaint_has_no_steps(text: str) -> None:
-    assert not has_steps(text, steps_model(ROOT / "models"))
+    assert steps_in([text], steps_model(ROOT / "models")) == [False]
 
 
 def test_near_duplicates_and_translations_share_a_group_and_a_side_of_the_split() -> None:

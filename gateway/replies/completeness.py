@@ -1,6 +1,6 @@
 """Completeness stage: does a problem report carry reproduction steps and a screenshot?
 
-``has_steps`` is the rules chosen at training time OR the steps model (``models/steps/``, see
+A mail has steps when a rule chosen at training time fires OR the steps model says so (``models/steps/``, see
 :mod:`classifier.steps`). ``has_screenshot`` looks at the images' own header bytes, their size and whether
 the same image came in earlier mails of the sender (then it is a signature logo, not a screenshot).
 A reply in a thread is judged together with what the thread's earlier mails already provided.
@@ -104,13 +104,10 @@ def steps_model(models_dir: Path) -> StepsModel:
     return load_steps_model(models_dir / STEPS_MODEL_DIR)
 
 
-def has_steps(text: str, model: StepsModel) -> bool:
-    """The chosen rules, or the model's probability at or above its threshold."""
-    return steps_in([text], model)[0]
-
-
 def steps_in(texts: Sequence[str], model: StepsModel) -> list[bool]:
-    """:func:`has_steps` for many texts, with one model call for those no rule settles."""
+    """Whether each text has steps: a chosen rule fires, or the model's probability reaches its threshold.
+
+    One model call for all the texts no rule settles."""
     found = [any(STEP_RULES[name](text) for name in model.rules) for text in texts]
     unsettled = [i for i, hit in enumerate(found) if not hit]
     if unsettled:
