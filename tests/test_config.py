@@ -113,3 +113,15 @@ def test_an_imap_ca_file_must_exist_and_is_for_verified_tls_only(config_data: di
     config_data["mailboxes"][3]["imap"] = {**imap, "verify_certificate": False}
     assert problems_of(config_data, tmp_path) == [
         "mailboxes[3].imap: ca_file needs tls = \"implicit\" or \"starttls\" and verify_certificate = true"]
+
+
+def test_reply_templates_must_exist_in_every_language(config_data: dict[str, Any], tmp_path: Path) -> None:
+    templates = tmp_path / "templates"
+    templates.mkdir()
+    for language in ("de", "en"):
+        (templates / f"missing_info.{language}.txt.j2").write_text("{{ reference }}", encoding="utf-8")
+    config_data["auto_reply"]["templates_dir"] = str(templates)
+    assert problems_of(config_data, tmp_path) == [
+        f"auto_reply.templates_dir: {str(templates)!r} lacks missing_info.nl.txt.j2"]
+    config_data["auto_reply"]["enabled"] = False  # nothing is sent, so nothing is needed
+    assert parse_config(config_data).auto_reply.enabled is False

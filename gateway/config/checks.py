@@ -1,11 +1,12 @@
 """Cross-field checks of a parsed configuration: overlaps, key-user replies without key users, unknown holiday
-calendars, dead rules."""
+calendars, dead rules, missing reply templates."""
 from __future__ import annotations
 
 from collections.abc import Iterator
 
 import holidays
 
+from classifier.taxonomy import LANGUAGES
 from gateway.config.schema import GatewayConfig, Rule
 
 
@@ -13,6 +14,7 @@ def semantic_problems(config: GatewayConfig) -> Iterator[str]:
     """Every ``key.path: message`` problem a valid-looking file can still have."""
     yield from _overlapping_customers(config)
     yield from _key_user_replies(config)
+    yield from _reply_templates(config)
     yield from _holiday_calendar(config)
     yield from _unreachable_rules(config.routing.rules)
     if config.gateway.mode == "route" and not config.roles:
@@ -34,6 +36,18 @@ def _key_user_replies(config: GatewayConfig) -> Iterator[str]:
     for index, customer in enumerate(config.customers):
         if customer.key_user_reply and not customer.key_users:
             yield f"customers[{index}].key_user_reply: needs key_users (the reply names them), but there are none"
+
+
+def _reply_templates(config: GatewayConfig) -> Iterator[str]:
+    """Each reply the gateway may send needs its template in every language it answers in."""
+    if not config.auto_reply.enabled:
+        return
+    kinds = ["missing_info"] + (["key_user"] if any(c.key_user_reply for c in config.customers) else [])
+    folder = config.auto_reply.templates_dir
+    missing = [f"{kind}.{language}.txt.j2" for kind in kinds for language in LANGUAGES
+               if not (folder / f"{kind}.{language}.txt.j2").is_file()]
+    if missing:
+        yield f"auto_reply.templates_dir: {str(folder)!r} lacks {', '.join(missing)}"
 
 
 def _holiday_calendar(config: GatewayConfig) -> Iterator[str]:
