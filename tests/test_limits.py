@@ -119,6 +119,14 @@ def test_a_late_worker_is_killed_and_replaced(pool: WorkerPool, config_data: dic
     assert isinstance(pool.analyse(config, shipped_model, NORMAL), Analysis)
 
 
+def test_a_chunk_that_costs_its_worker_is_analysed_again_one_by_one(pool: WorkerPool, config_data: dict[str, Any],
+                                                                    shipped_model: CategoryModel) -> None:
+    config = limited(config_data, parse_timeout=0.5)
+    outcomes = pool.analyse_many(config, shipped_model, [NORMAL, SLOW_HTML, NORMAL])
+    assert [type(o) for o in outcomes] == [Analysis, ParseLimitExceeded, Analysis]  # only the slow one is blamed
+    assert outcomes[1].limit == "parse-time" and outcomes[0].mail.subject == "Rechnung 2026-0412"
+
+
 def test_cpu_seconds_are_capped_by_setrlimit(pool: WorkerPool, config_data: dict[str, Any],
                                              shipped_model: CategoryModel) -> None:
     config = limited(config_data, parse_timeout=120, parse_cpu_seconds=1)
