@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientError
 
 from classifier.taxonomy import CATEGORIES
 from gateway.config.schema import ImapSource
@@ -74,7 +75,12 @@ class CorrectionsPoller:
         names = {name: server_folder_name(client, f"{self.prefix}/{name}") for name in (*CATEGORIES, DONE)}
         created = [name for name in names.values() if not client.folder_exists(name)]
         for name in created:
-            client.create_folder(name)
+            try:
+                client.create_folder(name)
+            except IMAPClientError:
+                if not client.folder_exists(name):
+                    raise
+                # an operator (or another client) created it a moment ago: just as good
             client.subscribe_folder(name)
         if created:
             self.log.info("corrections folders created", folders=",".join(created))
