@@ -22,7 +22,7 @@ from classifier.model import CategoryModel
 from gateway.config.schema import GatewayConfig
 from gateway.errors import GatewayError, ParseLimitExceeded
 from gateway.delivery.headers import gateway_headers, line_ending
-from gateway.metrics import DECISIONS, observe
+from gateway.metrics import DECISIONS, observe, observe_each
 from gateway.isolation import Outcome, WorkerPool
 from gateway.limits import check_size
 from gateway.pipeline import Analysis, Decision, decide, ticket_token
@@ -127,10 +127,9 @@ class Processor:
                 db.Message.id.in_(ids), db.Message.state == db.MessageState.RECEIVED).order_by(db.Message.id)).all())
         if not raws:
             return {}
-        with observe("analyse") as result:
+        with observe_each("analyse", len(raws)) as counted:
             outcomes = self.workers.analyse_many(self.config, self.model, list(raws.values()))
-            result.value = "analysed" if len(raws) > 1 else {Analysis: "analysed", Failure: "failed"}.get(
-                type(outcomes[0]), "over-limit")
+            counted.extend({Analysis: "analysed", Failure: "failed"}.get(type(o), "over-limit") for o in outcomes)
         return {message_id: (raw, outcome) for (message_id, raw), outcome in zip(raws.items(), outcomes)}
 
     def process(self, message_id: int, outcome: Outcome) -> None:

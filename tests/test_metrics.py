@@ -74,9 +74,10 @@ def test_counts_every_stage_decision_and_latency_of_delivered_mail(config, start
     assert grew("gateway_messages_total", stage="store", outcome="stored") == 2
     assert grew("gateway_messages_total", stage="store", outcome="duplicate") == 1
     assert grew("gateway_messages_total", stage="decide", outcome="decided") == 2
+    assert grew("gateway_messages_total", stage="analyse", outcome="analysed") == 2  # per message, not per chunk
     assert grew("gateway_decisions_total", category="billing", role="backoffice") == 1
     assert grew("gateway_decisions_total", category="licence", role="account_manager") == 1
-    for stage, count in (("store", 3), ("decide", 2), ("delivery", 2)):
+    for stage, count in (("store", 3), ("analyse", 2), ("decide", 2), ("delivery", 2)):
         assert grew("gateway_stage_duration_seconds_count", stage=stage) == count
         assert grew("gateway_stage_duration_seconds_bucket", stage=stage, le="+Inf") == count
         assert 0 < grew("gateway_stage_duration_seconds_sum", stage=stage) < count * 10
