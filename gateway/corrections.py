@@ -22,7 +22,7 @@ def add_correction(db: Database, public_id: str, category: str, by: str, *, sour
         message_id = session.scalar(select(Message.id).where(Message.public_id == public_id))
         if message_id is None:
             raise LookupError(f"no stored message with id {public_id}")
-        if session.get(MessageBody, message_id) is None:
+        if session.scalar(select(MessageBody.message_id).where(MessageBody.message_id == message_id)) is None:
             raise LookupError(f"message {public_id} is too old: its bytes were deleted ([retention] raw_days), "
                               "so it cannot be trained on")
         newest = session.execute(select(Correction.category, Correction.source).where(
