@@ -73,9 +73,10 @@ class OutboxWorker:
                 if self.stopping.is_set():
                     self._hand_back(claimed[done:])
                     return done
-                if self._send(item):
+                relayed = self._send(item)
+                if relayed is not None:
                     sent.append(item)
-                    if self._via_relay(item):  # not idempotent: mark it before anything else is sent
+                    if relayed:  # a relay cannot recognise a repeat: mark it before anything else is sent
                         self._mark_done(sent)
                         sent = []
         finally:
@@ -119,11 +120,11 @@ class OutboxWorker:
                             .values(next_attempt_at=utcnow(), attempts=OutboxItem.attempts - 1))
         log.info("shutting down: unsent items handed back", count=len(items))
 
-    def _send(self, item: Claimed) -> bool:
-        """Transmit one item; True if it went out (to be marked done), else it is marked for retry or dead."""
+    def _send(self, item: Claimed) -> bool | None:
+        """Transmit one item: whether it went to the SMTP relay, or None if it failed (marked retry or dead)."""
         with observe(item.kind) as outcome:
             try:
-                self._transmit(item)
+                relayed = self._transmit(item)
             except PermanentDeliveryError as exc:
                 outcome.value = self._failed(item, str(exc), permanent=True)
             except Exception as exc:  # noqa: BLE001 - transient by default: a full disk, a lost mount, a bug
@@ -131,25 +132,25 @@ class OutboxWorker:
                 outcome.value = self._failed(item, error, permanent=item.attempts >= self.config.outbound.max_attempts)
             else:
                 outcome.value = "sent"
-        return outcome.value == "sent"
+                return relayed
+        return None
 
-    def _via_relay(self, item: Claimed) -> bool:
-        if item.kind == "reply":
-            return self.config.outbound.relay is not None
-        return isinstance(resolve_target(self.config, item.target), SmtpTarget)
-
-    def _transmit(self, item: Claimed) -> None:
+    def _transmit(self, item: Claimed) -> bool:
+        """Send one item to its target; True if that was the SMTP relay (which cannot recognise a repeat)."""
         target = resolve_target(self.config, item.target)
         if item.kind == "reply" and self.config.outbound.relay is not None:
             send_via_relay(self.config.outbound.relay, "", item.envelope_to, item.data)
-        elif isinstance(target, MaildirTarget):
+            return True
+        if isinstance(target, MaildirTarget):
             deliver_to_maildir(target.maildir, item.key, item.data, maybe_there=item.attempts > 1)
         elif isinstance(target, SmtpTarget):
             if self.config.outbound.relay is None:
                 raise PermanentDeliveryError("an smtp target needs [outbound.relay]")
             send_via_relay(self.config.outbound.relay, item.envelope_from or "", [target.smtp], item.data)
+            return True
         elif isinstance(target, ImapTarget):
             append_to_imap(target.imap, target.folder, item.key, item.data)
+        return False
 
     def _mark_done(self, items: list[Claimed]) -> None:
         """Mark sent items done in one transaction; a message whose items are all done is delivered."""
