@@ -102,7 +102,7 @@ def drain(db: Database, mail_root: Path, count: int, timeout: float) -> tuple[fl
         if time.perf_counter() - started > timeout:
             raise SystemExit(f"only {len(role_files(mail_root))} of {count} delivered after {timeout} s")
         if stored_at is None:
-            with db.session() as session:
+            with db.reading() as session:
                 if session.scalar(select(func.count()).select_from(Message)) >= count:
                     stored_at = time.perf_counter() - started
         time.sleep(DRAIN_POLL_SECONDS)

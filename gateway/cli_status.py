@@ -84,7 +84,7 @@ def status(
     settings = load_or_exit(config, check_secrets=False)
     database = open_database(settings, db)
     try:
-        with database.session() as session:
+        with database.reading() as session:
             result = gather_status(session, settings)
     except (OperationalError, ProgrammingError) as exc:
         typer.echo(f"cannot read the database ({type(exc.orig).__name__}); has the gateway run yet? "

@@ -37,7 +37,7 @@ def add_correction(db: Database, public_id: str, category: str, by: str, *, sour
 def corrections_as_examples(db: Database) -> list[Labelled]:
     """One training example per corrected message, labelled with its newest correction."""
     newest: dict[int, tuple[str, bytes]] = {}
-    with db.session() as session:
+    with db.reading() as session:
         rows = session.execute(select(Correction.message_id, Correction.category, MessageBody.raw)
                                .join(MessageBody, MessageBody.message_id == Correction.message_id).order_by(Correction.id))
         for message_id, category, raw in rows:

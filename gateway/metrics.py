@@ -138,7 +138,7 @@ class StateCollector(Collector):
         yield from families
 
     def _from_database(self) -> Iterator[Any]:
-        with self.gateway.db.session() as session:
+        with self.gateway.db.reading() as session:
             states = dict(session.execute(select(Message.state, func.count()).where(
                 Message.state.in_([*WAITING, MessageState.QUARANTINED])).group_by(Message.state)).all())
             outbox = dict(session.execute(select(OutboxItem.state, func.count()).where(

@@ -101,7 +101,7 @@ class Processor:
 
     def _waiting(self, batch: int) -> list[tuple[int, int]]:
         """(id, size) of the oldest waiting messages: at most ``batch`` of them and about BATCH_BYTES to read."""
-        with self.db.session() as session:
+        with self.db.reading() as session:
             rows = session.execute(select(db.Message.id, db.Message.size).where(
                 db.Message.state == db.MessageState.RECEIVED).order_by(db.Message.id).limit(batch)).all()
         taken, total = [], 0
@@ -122,7 +122,7 @@ class Processor:
 
     def analyse(self, ids: list[int]) -> dict[int, Analysed]:
         """Limits, parse and classify waiting messages in a worker process; those no longer waiting are left out."""
-        with self.db.session() as session:
+        with self.db.reading() as session:
             raws = dict(session.execute(select(db.MessageBody.message_id, db.MessageBody.raw).join(db.Message).where(
                 db.Message.id.in_(ids), db.Message.state == db.MessageState.RECEIVED).order_by(db.Message.id)).all())
         if not raws:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import hashlib
-
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +11,8 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
-from sqlalchemy import event, func, inspect, select, text
+import pytest
+from sqlalchemy import event, func, inspect, select, text, update
 
 from gateway.metrics import MESSAGES, STAGE_SECONDS
 from gateway.storage.db import MIGRATIONS, Database
@@ -50,6 +52,49 @@ def test_sqlite_runs_in_wal_mode_with_full_sync(database: Database) -> None:
     with database.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 2  # FULL
+
+
+def test_threads_queue_for_writing_while_readers_go_on(database: Database) -> None:
+    """One writer at a time (the next one wakes as the last commits); a reader sees the last commit, unblocked."""
+    store_raw(database, RAW, mailbox="m@x", source="smtp")
+    writing, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    def slow_writer() -> None:
+        with database.session() as session:
+            session.execute(update(Message).values(mailbox="changed@x"))
+            writing.set()
+            release.wait(10)
+            order.append("first writer commits")
+
+    writer = threading.Thread(target=slow_writer)
+    writer.start()
+    assert writing.wait(10)
+    started = time.monotonic()
+    with database.reading() as session:  # neither our lock nor SQLite's write lock: no waiting
+        assert session.scalar(select(Message.mailbox)) == "m@x"
+    assert time.monotonic() - started < 1
+    second = threading.Thread(target=lambda: (store_raw(database, RAW.replace(b"<m1@", b"<m2@"), mailbox="m@x",
+                                                        source="smtp"), order.append("second writer commits")))
+    second.start()
+    time.sleep(0.2)
+    assert order == []  # the second writer waits for the first
+    release.set()
+    writer.join(10)
+    second.join(10)
+    assert order == ["first writer commits", "second writer commits"]
+    assert count_messages(database) == 2
+
+
+def test_a_write_session_inside_another_of_the_same_thread_fails_at_once(database: Database) -> None:
+    started = time.monotonic()
+    with database.session():
+        with pytest.raises(RuntimeError, match="wait for itself"):
+            with database.session():
+                pass
+    assert time.monotonic() - started < 1
+    with database.session() as session:  # the lock was given back
+        session.execute(select(1))
 
 
 def test_raw_bytes_round_trip_exactly(database: Database) -> None:

@@ -35,7 +35,7 @@ class MailboxProgress:
         return row
 
     def load(self) -> Progress:
-        with self.db.session() as session:
+        with self.db.reading() as session:
             row = session.get(MailboxState, self.mailbox)
             return Progress(row.uidvalidity, row.last_uid, tuple(row.skipped_uids)) if row else Progress(None, 0)
 
