@@ -74,74 +74,118 @@ def _commit(db: Database, items: list[Incoming], *, mailbox: str, source: str,
     """Store ``items`` in one transaction; IntegrityError (a concurrent insert) only for a batch of several."""
     try:
         with db.session() as session:
-            return [_store_one(session, item, mailbox, source, uidvalidity) for item in items]
+            return _store_all(session.connection(), items, mailbox, source, uidvalidity)
     except IntegrityError:  # a concurrent instance stored the same IMAP UID a moment ago
         if len(items) > 1:
             raise
         return [Stored("", True)]
 
 
-def _store_one(session: Session, item: Incoming, mailbox: str, source: str, uidvalidity: int | None) -> Stored:
+def _store_all(connection: Connection, items: list[Incoming], mailbox: str, source: str,
+               uidvalidity: int | None) -> list[Stored]:
+    """Look every item up at once, then insert the new ones with a few statements for the whole batch.
+
+    An item is a duplicate if its IMAP UID, its Message-ID + sha256, or (IMAP mail without a Message-ID) its
+    mailbox + sha256 is stored already, or belongs to an earlier item of the same batch.
+    """
+    identified = [_identify(item, mailbox, uidvalidity) for item in items]
+    known = _known(connection, mailbox, uidvalidity, identified)
+    stored, rows, bodies = [], [], []
+    for one in identified:
+        found = next((known[key] for key in one.keys if key in known), None)
+        if found is not None:
+            stored.append(Stored(found, True))
+            continue
+        public_id, item = new_public_id(), one.item
+        known.update(dict.fromkeys(one.keys, public_id))
+        stored.append(Stored(public_id, False))
+        rows.append(dict(public_id=public_id, mailbox=mailbox, source=source, envelope_from=item.envelope_from,
+                         envelope_to=list(item.envelope_to), header_message_id=one.message_id, sha256=one.digest,
+                         size=len(item.raw), imap_uidvalidity=uidvalidity, imap_uid=item.uid,
+                         state=MessageState.RECEIVED))
+        bodies.append(item.raw)
+    if rows:
+        ids = connection.execute(_INSERT_MESSAGE, rows).scalars().all()
+        connection.execute(_INSERT_BODY, [{"message_id": row_id, "raw": raw} for row_id, raw in zip(ids, bodies)])
+    return stored
+
+
+@dataclass(frozen=True)
+class _Identified:
+    """One item with what recognises it: its Message-ID and digest, and its dedupe keys in the order tried."""
+
+    item: Incoming
+    message_id: str | None
+    digest: str
+    keys: tuple[tuple[object, ...], ...]
+
+
+def _identify(item: Incoming, mailbox: str, uidvalidity: int | None) -> _Identified:
     digest = hashlib.sha256(item.raw).hexdigest()
     message_id = header_message_id(item.raw)
-    connection = session.connection()
-    existing = _find_existing(connection, mailbox, uidvalidity, item.uid, message_id, digest)
-    if existing is not None:
-        return Stored(existing, True)
-    public_id = new_public_id()
-    # plain INSERTs (the next look-up in this batch sees them): a fraction of the ORM's cost per message
-    row_id = connection.execute(_INSERT_MESSAGE, dict(
-        public_id=public_id, mailbox=mailbox, source=source, envelope_from=item.envelope_from,
-        envelope_to=list(item.envelope_to), header_message_id=message_id, sha256=digest, size=len(item.raw),
-        imap_uidvalidity=uidvalidity, imap_uid=item.uid, state=MessageState.RECEIVED)).inserted_primary_key[0]
-    connection.execute(_INSERT_BODY, {"message_id": row_id, "raw": item.raw})
-    return Stored(public_id, False)
-
-
-def _find_existing(connection: Connection, mailbox: str, uidvalidity: int | None, uid: int | None,
-                   message_id: str | None, digest: str) -> str | None:
-    if uid is not None:
-        found = connection.scalar(_BY_UID, {"mailbox": mailbox, "uidvalidity": uidvalidity, "uid": uid})
-        if found:
-            return found
+    keys: list[tuple[object, ...]] = [("uid", uidvalidity, item.uid)] if item.uid is not None else []
     if message_id is not None:
-        return connection.scalar(_BY_MESSAGE_ID, {"message_id": message_id, "digest": digest})
-    if uid is not None:  # IMAP mail without a Message-ID, read again after a UIDVALIDITY change: the same bytes
-        return connection.scalar(_BY_BYTES, {"digest": digest, "mailbox": mailbox})
-    return None
+        keys.append(("message-id", message_id, digest))
+    elif item.uid is not None:  # IMAP mail without a Message-ID, read again after a UIDVALIDITY change
+        keys.append(("bytes", mailbox, digest))
+    return _Identified(item, message_id, digest, tuple(keys))
 
 
-# built once: asked for every message stored
-_INSERT_MESSAGE = insert(Message.__table__)
+def _known(connection: Connection, mailbox: str, uidvalidity: int | None,
+           identified: list[_Identified]) -> dict[tuple[object, ...], str]:
+    """Public id of each stored message with one of these keys: one query per kind of key."""
+    wanted: dict[str, list[object]] = {"uid": [], "message-id": [], "bytes": []}
+    for one in identified:
+        for kind, first, second in one.keys:
+            wanted[str(kind)].append(first if kind == "message-id" else second)
+    known: dict[tuple[object, ...], str] = {}
+    if wanted["uid"]:
+        for uid, public_id in connection.execute(_BY_UIDS, {"mailbox": mailbox, "uidvalidity": uidvalidity,
+                                                            "uids": wanted["uid"]}):
+            known.setdefault(("uid", uidvalidity, uid), public_id)
+    if wanted["message-id"]:
+        for message_id, digest, public_id in connection.execute(_BY_MESSAGE_IDS, {"ids": wanted["message-id"]}):
+            known.setdefault(("message-id", message_id, digest), public_id)
+    if wanted["bytes"]:
+        for digest, public_id in connection.execute(_BY_DIGESTS, {"mailbox": mailbox, "digests": wanted["bytes"]}):
+            known.setdefault(("bytes", mailbox, digest), public_id)
+    return known
+
+
+# built once: asked for every batch stored
+_INSERT_MESSAGE = insert(Message.__table__).returning(Message.__table__.c.id, sort_by_parameter_order=True)
 _INSERT_BODY = insert(MessageBody.__table__)
-_BY_UID = select(Message.public_id).where(Message.mailbox == bindparam("mailbox"),
-                                          Message.imap_uidvalidity == bindparam("uidvalidity"),
-                                          Message.imap_uid == bindparam("uid"))
-_BY_MESSAGE_ID = select(Message.public_id).where(Message.header_message_id == bindparam("message_id"),
-                                                 Message.sha256 == bindparam("digest")).limit(1)
-_BY_BYTES = select(Message.public_id).where(Message.header_message_id.is_(None), Message.sha256 == bindparam("digest"),
-                                            Message.mailbox == bindparam("mailbox")).limit(1)
+_BY_UIDS = select(Message.imap_uid, Message.public_id).where(
+    Message.mailbox == bindparam("mailbox"), Message.imap_uidvalidity == bindparam("uidvalidity"),
+    Message.imap_uid.in_(bindparam("uids", expanding=True))).order_by(Message.id)
+_BY_MESSAGE_IDS = select(Message.header_message_id, Message.sha256, Message.public_id).where(
+    Message.header_message_id.in_(bindparam("ids", expanding=True))).order_by(Message.id)
+_BY_DIGESTS = select(Message.sha256, Message.public_id).where(
+    Message.header_message_id.is_(None), Message.mailbox == bindparam("mailbox"),
+    Message.sha256.in_(bindparam("digests", expanding=True))).order_by(Message.id)
 
 
 class DbHistory:
-    """:class:`gateway.pipeline.History` answered from the database, inside one session."""
+    """:class:`gateway.pipeline.History` answered from the database, inside one transaction.
+
+    It queries the session's connection directly (the ORM's bookkeeping per query cost more than the queries),
+    after writing out what the session holds, so the answers include it."""
 
     def __init__(self, session: Session) -> None:
-        self.session = session
+        session.flush()
+        self.connection = session.connection()
 
     def auto_replies_since(self, sender: str, since: dt.datetime) -> int:
-        query = (select(func.count()).select_from(OutboxItem).join(Decision, Decision.message_id == OutboxItem.message_id)
-                 .where(OutboxItem.kind == OutboxKind.REPLY, Decision.sender == sender, OutboxItem.created_at >= since))
-        return int(self.session.scalar(query) or 0)
+        return int(self.connection.scalar(_AUTO_REPLIES_SINCE, {"sender": sender, "since": since}) or 0)
 
     def thread_state(self, origin: ThreadOrigin) -> ThreadState:
         """What the thread's mails (its first one and those linked to it) provided, and if we answered in it."""
         members = (select(Message.id).join(Decision, Decision.message_id == Message.id)
                    .where(or_(Message.public_id == origin.public_id, Decision.thread_of == origin.public_id)))
-        rows = self.session.execute(select(Decision.category, Decision.abstained, Decision.has_steps,
-                                           Decision.has_screenshot).where(Decision.message_id.in_(members))
-                                    .order_by(Decision.message_id)).all()
-        answered = self.session.scalar(select(OutboxItem.id).where(
+        rows = self.connection.execute(select(Decision.category, Decision.abstained, Decision.has_steps,
+                                              Decision.has_screenshot).where(Decision.message_id.in_(members))
+                                       .order_by(Decision.message_id)).all()
+        answered = self.connection.scalar(select(OutboxItem.id).where(
             OutboxItem.kind == OutboxKind.REPLY, OutboxItem.message_id.in_(members)).limit(1)) is not None
         first = rows[0] if rows else None
         return ThreadState("" if first is None or first.abstained else first.category,
@@ -152,7 +196,7 @@ class DbHistory:
         """Those of ``digests`` that ``sender`` sent in an earlier mail."""
         if not sender or not digests:
             return frozenset()
-        return frozenset(self.session.scalars(select(MessageImage.sha256).distinct().where(
+        return frozenset(self.connection.scalars(select(MessageImage.sha256).distinct().where(
             MessageImage.sender == sender, MessageImage.sha256.in_(digests))))
 
     def thread_origin(self, message_ids: tuple[str, ...], ticket: str | None) -> ThreadOrigin | None:
@@ -161,15 +205,19 @@ class DbHistory:
         refers = Message.header_message_id.in_(message_ids) if message_ids else None
         by_ticket = Message.public_id.startswith(ticket, autoescape=True) if ticket else None
         condition = or_(*(c for c in (refers, by_ticket) if c is not None))
-        row = self.session.execute(query.where(condition).order_by(Message.id).limit(1)).first()
+        row = self.connection.execute(query.where(condition).order_by(Message.id).limit(1)).first()
         return ThreadOrigin(row.thread_of or row.public_id, row.role) if row else None
 
     def recent_duplicate(self, sender: str, fingerprint: str, since: dt.datetime) -> str | None:
         """The first message since ``since`` in which ``sender`` made the same request."""
-        return self.session.scalar(_RECENT_DUPLICATE, {"sender": sender, "fingerprint": fingerprint, "since": since})
+        return self.connection.scalar(_RECENT_DUPLICATE, {"sender": sender, "fingerprint": fingerprint, "since": since})
 
 
 #: asked for every message: built once (building the statement cost more than running it)
+_AUTO_REPLIES_SINCE = (
+    select(func.count()).select_from(OutboxItem).join(Decision, Decision.message_id == OutboxItem.message_id)
+    .where(OutboxItem.kind == OutboxKind.REPLY, Decision.sender == bindparam("sender"),
+           OutboxItem.created_at >= bindparam("since")))
 _RECENT_DUPLICATE = (
     select(Message.public_id).join(Decision, Decision.message_id == Message.id)
     .where(Decision.sender == bindparam("sender"), Decision.fingerprint == bindparam("fingerprint"),
