@@ -125,6 +125,7 @@ class Analysis:
     language: str
     prediction: Prediction
     evidence: Evidence
+    fingerprint: str  # of the request's words (see request_fingerprint)
 
 
 def prepare(config: GatewayConfig, raw: bytes, enter: Callable[[str], None] = lambda stage: None
@@ -145,7 +146,7 @@ def classify_prepared(config: GatewayConfig, model: CategoryModel,
     texts = [text for _, text in prepared]
     predictions = model.predict(texts, threshold=config.classifier.abstain_threshold)
     evidence = gather_evidence(prepared, steps_model(config.classifier.models_dir))
-    return [Analysis(mail, text, detect_language(text), prediction, found)
+    return [Analysis(mail, text, detect_language(text), prediction, found, request_fingerprint(text))
             for (mail, text), prediction, found in zip(prepared, predictions, evidence)]
 
 
@@ -211,7 +212,7 @@ def decide(config: GatewayConfig, model: CategoryModel, raw: bytes, mailbox: Mai
     """Run every stage on one message (parse and classify only if no ``analysis`` is given); the full decision."""
     history = history or NoHistory()
     analysis = analysis or analyse(config, model, raw)
-    mail, text, language, prediction = analysis.mail, analysis.text, analysis.language, analysis.prediction
+    mail, language, prediction = analysis.mail, analysis.language, analysis.prediction
     sender = (mail.from_addr or (envelope_from or "")).lower()
     when = at or mail.date or dt.datetime.now(dt.UTC)
     phase = phase_for(config, mailbox, sender, local_time(config.business_hours, when).date())
@@ -226,7 +227,7 @@ def decide(config: GatewayConfig, model: CategoryModel, raw: bytes, mailbox: Mai
     thread_state = history.thread_state(origin) if origin else None
     completeness = check_completeness(config, analysis.evidence, "" if prediction.abstained else prediction.category,
                                       thread_state, lambda digests: history.recurring_images(sender, digests))
-    fingerprint = request_fingerprint(text)
+    fingerprint = analysis.fingerprint
     window = dt.timedelta(hours=config.routing.duplicate_window_hours)
     duplicate_of = history.recent_duplicate(sender, fingerprint, when - window) if window and sender else None
     reply, why = plan_auto_reply(config, mail, completeness, sender, envelope_from, when, history, duplicate_of,
