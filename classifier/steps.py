@@ -15,7 +15,7 @@ import os
 import re
 import zipfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from sklearn.metrics.pairwise import cosine_similarity
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 
+from classifier.hashing import CachedHashingPipeline
 from classifier.registry import ARTIFACT, METADATA, TRUSTED_TYPES, sha256_of
 from classifier.textprep import customer_text
 from gateway.errors import ModelError
@@ -210,6 +211,10 @@ class StepsModel:
 
     pipeline: Pipeline
     metadata: dict[str, Any]
+    _fast: CachedHashingPipeline | None = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_fast", CachedHashingPipeline.compile(self.pipeline))
 
     @property
     def threshold(self) -> float:
@@ -222,7 +227,8 @@ class StepsModel:
     def probabilities(self, texts: Sequence[str]) -> list[float]:
         """P(has steps) of each text, in one call of the pipeline."""
         column = list(self.pipeline.classes_).index(True)
-        return [float(p) for p in self.pipeline.predict_proba([prepare(t) for t in texts])[:, column]]
+        predict_proba = self._fast.predict_proba if self._fast else self.pipeline.predict_proba
+        return [float(p) for p in predict_proba([prepare(t) for t in texts])[:, column]]
 
 
 def save_steps_model(directory: Path, pipeline: Pipeline, metadata: dict[str, Any]) -> None:

@@ -13,7 +13,11 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from classifier.steps import StepsExample, choose, load_steps_model, near_duplicate_groups, split
+from sklearn.feature_extraction.text import HashingVectorizer
+
+from classifier.hashing import WordCachedCharHasher
+from classifier.steps import (StepsExample, choose, load_own, load_s2r, load_steps_model, near_duplicate_groups,
+                              prepare, split)
 from gateway.errors import ModelError
 from gateway.config.schema import GatewayConfig
 from gateway.parsing import ParsedMail, parse
@@ -61,6 +65,37 @@ def test_the_shipped_steps_model_is_small_verified_and_documented() -> None:
     for lang in ("de", "nl"):  # our own languages: both errors matter, a customer is asked or not asked
         assert held_out[lang]["precision"] >= 0.8 and held_out[lang]["recall"] >= 0.8, held_out[lang]
     assert held_out["en"]["recall"] >= 0.7
+
+
+TRICKY = ["", "   ", "a", "A b C", "x\u00a0y\tz\n\nw", "İstanbul ẞ Straße", "emoji 😀😀 ok", "a\x1cb\u2028c",
+          "ab  ab ab", "I", "x" * 30, "ab abc abcd abcde abcdef"]
+
+
+@pytest.mark.parametrize("options", [{"ngram_range": (2, 5)}, {"ngram_range": (1, 3), "lowercase": False},
+                                     {"ngram_range": (4, 4), "n_features": 2**10}])
+def test_the_word_cached_hasher_counts_what_scikit_learn_counts(options: dict[str, Any]) -> None:
+    texts = [e.text for e in load_own()[:150]] + [e.text for e in load_s2r()[:150]] + TRICKY
+    reference = HashingVectorizer(analyzer="char_wb", alternate_sign=False, norm=None, **options)
+    cached = WordCachedCharHasher(reference)
+    expected = reference.transform(texts)
+    assert (cached.transform(texts) != expected).nnz == 0
+    assert (cached.transform(texts) != expected).nnz == 0  # again, now every word from the cache
+    assert cached.transform([]).shape == (0, reference.n_features)
+
+
+def test_the_shipped_steps_model_predicts_the_same_through_its_fast_path() -> None:
+    model = load_steps_model(STEPS_DIR)
+    texts = [prepare(e.text) for e in load_own()[:200] + load_s2r()[:200]] + TRICKY
+    assert model._fast is not None
+    assert np.abs(model._fast.predict_proba(texts) - model.pipeline.predict_proba(texts)).max() < 1e-12
+
+
+def test_the_word_cached_hasher_refuses_what_it_does_not_reproduce() -> None:
+    for options in ({"analyzer": "char"}, {"analyzer": "char_wb", "alternate_sign": True},
+                    {"analyzer": "char_wb", "norm": "l2"}, {"analyzer": "char_wb", "binary": True}):
+        assert not WordCachedCharHasher.supports(HashingVectorizer(**options))
+    with pytest.raises(ValueError):
+        WordCachedCharHasher(HashingVectorizer())
 
 
 def test_a_tampered_steps_model_is_refused(tmp_path: Path) -> None:
