@@ -2,8 +2,8 @@
 
 Each worker is a process from a fork server (started once, with the heavy modules already imported) that
 takes a chunk of messages at a time over a pipe: it parses each, then classifies them together (one model
-call instead of one per message). It runs under ``resource.setrlimit`` limits: address space (its start
-size plus ``limits.worker_memory_mb``), CPU seconds per message, and no core files. The gateway waits at
+call instead of one per message). It runs under limits: address space (``resource.setrlimit``: its start
+size plus ``limits.worker_memory_mb``), CPU seconds per message (a CPU-time timer), and no core files. The gateway waits at
 most ``limits.parse_timeout`` for a chunk; a worker that is late is killed, and one that died (out of
 memory, a crash in C code) is replaced by a fresh one. A chunk that cost its worker is analysed again one
 message at a time, so only the message to blame gets its outcome from the failure. Either way the caller
@@ -101,7 +101,7 @@ class Worker:
     def _died(self, cpu_seconds: int) -> Outcome:
         self.process.join(5)
         code = self.process.exitcode
-        if code == -signal.SIGXCPU:
+        if code == -signal.SIGPROF:  # the CPU timer of worker_process._limit_cpu ran out
             return ParseLimitExceeded("parse-time", f"used more than {cpu_seconds} CPU seconds "
                                       "(limits.parse_cpu_seconds)")
         cause = signal.Signals(-code).name if code is not None and code < 0 else f"exit code {code}"

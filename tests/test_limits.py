@@ -127,7 +127,7 @@ def test_a_chunk_that_costs_its_worker_is_analysed_again_one_by_one(pool: Worker
     assert outcomes[1].limit == "parse-time" and outcomes[0].mail.subject == "Rechnung 2026-0412"
 
 
-def test_cpu_seconds_are_capped_by_setrlimit(pool: WorkerPool, config_data: dict[str, Any],
+def test_cpu_seconds_are_capped_by_a_cpu_timer(pool: WorkerPool, config_data: dict[str, Any],
                                              shipped_model: CategoryModel) -> None:
     config = limited(config_data, parse_timeout=120, parse_cpu_seconds=1)
     outcome = pool.analyse(config, shipped_model, SLOW_HTML)

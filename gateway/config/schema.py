@@ -301,7 +301,7 @@ class Limits(Strict):
     max_mime_depth: int = Field(32, ge=1, le=100)
     max_parts: int = Field(1000, ge=1, le=10_000)
     max_attachment_bytes: int = Field(20 * 1024 * 1024, gt=0)
-    #: per message, for limits + parse + classify in a worker: wall-clock seconds, and CPU seconds (setrlimit)
+    #: per message, for limits + parse + classify in a worker: wall-clock seconds, and CPU seconds (a CPU timer)
     parse_timeout: float = Field(30.0, gt=0)
     parse_cpu_seconds: int = Field(10, ge=1)
     #: isolated worker processes that parse and classify; each may grow this much above its start size
