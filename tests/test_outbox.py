@@ -1,6 +1,8 @@
 """Outbox delivery to real servers: SMTP relay (with 4xx/5xx faults), IMAP folder, Maildir; idempotent retries."""
 from __future__ import annotations
 
+import ctypes
+import errno
 import time
 from email import message_from_bytes
 from typing import Any
@@ -9,6 +11,7 @@ from sqlalchemy import select, update
 
 from gateway.config import parse_config
 from gateway.delivery.outbox import OutboxWorker
+from gateway.delivery import targets
 from gateway.delivery.targets import append_to_imap, deliver_to_maildir
 from gateway.config.schema import ImapAccount
 from gateway.processor import Processor
@@ -133,6 +136,39 @@ def test_maildir_delivery_is_idempotent_even_after_a_client_read_it(tmp_path) ->
     first.rename(tmp_path / "md" / "cur" / "k1:2,S")  # a mail client marked it read
     deliver_to_maildir(tmp_path / "md", "k1", b"Subject: a\r\n\r\nx\r\n")
     assert [p.name for p in (tmp_path / "md").rglob("k1*")] == ["k1:2,S"]
+
+
+def test_a_retry_writes_again_a_file_a_crash_left_cut_short(tmp_path) -> None:
+    """Files are synced per batch, after the rename: a crash before that may leave a short file in new/."""
+    data = b"Subject: a\r\n\r\n" + b"x" * 5000 + b"\r\n"
+    first = deliver_to_maildir(tmp_path / "md", "k1", data, maybe_there=False)
+    first.write_bytes(data[:100])  # what a power cut before the sync may leave
+    assert deliver_to_maildir(tmp_path / "md", "k1", data) == first
+    assert first.read_bytes() == data and not list((tmp_path / "md" / "tmp").iterdir())
+
+
+def test_nothing_is_marked_done_before_the_maildir_is_synced(config, database: Database, shipped_model,
+                                                           monkeypatch) -> None:
+    class FailingSync:  # the kernel reporting a failed write-back (EIO) on syncfs
+        @staticmethod
+        def syncfs(_descriptor: int) -> int:
+            ctypes.set_errno(errno.EIO)
+            return -1
+
+    message_id = decide_one(database, config, shipped_model, INVOICE)
+    monkeypatch.setattr(targets, "_LIBC", FailingSync())
+    worker = OutboxWorker(database, config)
+    assert worker.run_once() == 1
+    [row] = outbox_rows(database, message_id)
+    assert (row.state, row.attempts) == (OutboxState.PENDING, 1)  # claimed, sent, not done: back after its lease
+    monkeypatch.undo()
+    with database.session() as session:
+        session.execute(update(OutboxItem).values(next_attempt_at=utcnow()))  # the lease ran out
+    assert worker.run_once() == 1
+    [row] = outbox_rows(database, message_id)
+    assert (row.state, row.attempts) == (OutboxState.DONE, 2)
+    [written] = [p for role in config.roles.values() for p in (role.maildir / "new").glob("*")]
+    assert written.read_bytes().endswith(INVOICE)
 
 
 def test_a_delivery_repeated_after_a_crash_finds_the_copy_a_client_already_read(

@@ -3,7 +3,8 @@
 Sending happens outside any database transaction, so a slow relay never holds a lock that ingestion needs.
 A claim counts as an attempt, so an item claimed again after a crash is known to be "maybe sent already".
 A crash after sending but before marking repeats the send; Maildir and IMAP targets ignore the repeat,
-so their items are marked done together at the end of a batch (one commit instead of one per item).
+so their items are marked done together at the end of a batch (one commit instead of one per item), after
+one sync of each filesystem the batch's Maildir files were written to.
 An SMTP relay cannot recognise a repeat: its items are marked done one by one, at once.
 On shutdown, claimed items not yet sent are handed back at once instead of waiting out their lease.
 """
@@ -13,12 +14,13 @@ import datetime as dt
 import random
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import structlog
 from sqlalchemy import bindparam, select, update
 
 from gateway.config.schema import GatewayConfig, ImapTarget, MaildirTarget, SmtpTarget, Target
-from gateway.delivery.targets import append_to_imap, deliver_to_maildir, send_via_relay
+from gateway.delivery.targets import append_to_imap, deliver_to_maildir, send_via_relay, sync_filesystems
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 from gateway.metrics import observe
 from gateway.storage.db import Database
@@ -67,6 +69,7 @@ class OutboxWorker:
         self.config = config
         self.batch = batch
         self.stopping = stopping or threading.Event()
+        self._unsynced: set[Path] = set()  # Maildir directories written into since the last sync
 
     def run_once(self) -> int:
         """Send every item due now (one batch); returns how many were attempted."""
@@ -145,7 +148,8 @@ class OutboxWorker:
             send_via_relay(self.config.outbound.relay, "", item.envelope_to, item.data)
             return True
         if isinstance(target, MaildirTarget):
-            deliver_to_maildir(target.maildir, item.key, item.data, maybe_there=item.attempts > 1)
+            path = deliver_to_maildir(target.maildir, item.key, item.data, maybe_there=item.attempts > 1)
+            self._unsynced.add(path.parent)
         elif isinstance(target, SmtpTarget):
             if self.config.outbound.relay is None:
                 raise PermanentDeliveryError("an smtp target needs [outbound.relay]")
@@ -159,6 +163,12 @@ class OutboxWorker:
         """Mark sent items done in one transaction; a message whose items are all done is delivered."""
         if not items:
             return
+        try:
+            sync_filesystems(self._unsynced)
+        except OSError as exc:  # not durable yet: the items come back after their lease, found already there
+            log.warning("maildir sync failed, items retried later", count=len(items), error=exc.strerror)
+            return
+        self._unsynced.clear()
         ids = [item.id for item in items]
         with self.db.session() as session:
             session.execute(update(OutboxItem).where(OutboxItem.id.in_(ids)).values(state=OutboxState.DONE, done_at=utcnow()))

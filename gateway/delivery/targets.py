@@ -5,10 +5,12 @@ Maildir and IMAP deliveries are idempotent on the outbox key, so a retry after a
 """
 from __future__ import annotations
 
+import ctypes
 import os
 import smtplib
 import socket
 import ssl
+from collections.abc import Iterable
 from contextlib import suppress
 from pathlib import Path
 
@@ -19,37 +21,55 @@ from gateway.config.loader import resolve_secret
 from gateway.config.schema import ImapAccount, Relay
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 
+_LIBC = ctypes.CDLL(None, use_errno=True)  # for syncfs(2), which the os module lacks (Linux)
+
 
 def deliver_to_maildir(root: Path, key: str, data: bytes, *, maybe_there: bool = True) -> Path:
-    """Write ``data`` into Maildir ``root`` as ``new/<key>``; a file with that key already there is kept.
+    """Write ``data`` into Maildir ``root`` as ``new/<key>`` (into ``tmp/``, then renamed); the same bytes
+    already there are kept.
 
-    Looking for the key in ``cur/`` (where a mail client moves read mail, as ``<key>:2,<flags>``) lists that
-    directory, so it is done only when the mail ``maybe_there`` from an earlier try.
+    Nothing is synced here: :func:`sync_filesystems` makes a whole batch durable at once (a sync per file cost
+    more than the rest of the delivery). Until then a crash may leave the file empty or cut short, so a retry
+    (``maybe_there``) compares the file it finds with ``data`` and writes it again if they differ. A retry also
+    looks for the key in ``cur/``, where a mail client moves read mail (as ``<key>:2,<flags>``).
     """
-    for sub in ("tmp", "new", "cur"):
-        (root / sub).mkdir(parents=True, exist_ok=True)
-    if (root / "new" / key).exists():
-        return root / "new" / key
+    final, tmp = root / "new" / key, root / "tmp" / key
     if maybe_there:
-        with os.scandir(root / "cur") as entries:
+        with suppress(FileNotFoundError):
+            if final.read_bytes() == data:
+                return final
+        with suppress(FileNotFoundError), os.scandir(root / "cur") as entries:
             if any(entry.name.split(":")[0] == key for entry in entries):
                 return root / "cur" / key
-    tmp, final = root / "tmp" / key, root / "new" / key
     try:
-        with open(tmp, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, final)
-        directory = os.open(root / "new", os.O_RDONLY)
         try:
-            os.fsync(directory)
-        finally:
-            os.close(directory)
+            tmp.write_bytes(data)
+        except FileNotFoundError:  # a Maildir not made yet (or removed meanwhile)
+            for sub in ("tmp", "new", "cur"):
+                (root / sub).mkdir(parents=True, exist_ok=True)
+            tmp.write_bytes(data)
+        os.replace(tmp, final)
     except OSError as exc:  # a full disk or a lost mount is expected to clear up
         tmp.unlink(missing_ok=True)
         raise TransientDeliveryError(f"maildir {root}: {exc.strerror}") from None
     return final
+
+
+def sync_filesystems(directories: Iterable[Path]) -> None:
+    """Write everything on the filesystems holding ``directories`` to disk, with one ``syncfs`` per filesystem
+    (the files and the renames that put them in place). Raises OSError if the kernel reports a failed write."""
+    synced: set[int] = set()
+    for directory in directories:
+        descriptor = os.open(directory, os.O_RDONLY)
+        try:
+            device = os.fstat(descriptor).st_dev
+            if device not in synced:
+                if _LIBC.syncfs(descriptor) != 0:
+                    error = ctypes.get_errno()
+                    raise OSError(error, os.strerror(error), str(directory))
+                synced.add(device)
+        finally:
+            os.close(descriptor)
 
 
 def send_via_relay(relay: Relay, envelope_from: str, recipients: list[str], data: bytes) -> None:
