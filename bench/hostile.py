@@ -108,8 +108,10 @@ class Deliveries:
             time.sleep(0.01)
 
 
-def config_for(work: Path) -> GatewayConfig:
+def config_for(work: Path, workers: int | None) -> GatewayConfig:
     data = shipped_config_data(work)
+    if workers:
+        data["limits"]["workers"] = workers
     data["smtp"]["enabled"] = False
     data.setdefault("metrics", {})["enabled"] = False
     return parse_config(data)
@@ -141,7 +143,7 @@ def run(model: CategoryModel, share: float, args: argparse.Namespace, name: str)
     tmpfs = "/dev/shm" if Path("/dev/shm").is_dir() else None
     work = Path(tempfile.mkdtemp(prefix=f"bench-hostile-{name}-", dir=tmpfs))
     try:
-        config = config_for(work)
+        config = config_for(work, args.workers)
         gateway = Gateway(config, Database(config.gateway.database), model)
         warm_up, bulk = workload(5, 0, f"{name}-warm-up"), workload(args.messages, share, f"{name}-bulk")
         normal_ids = {message_id(raw) for kind, raw in bulk if kind == "normal"}
@@ -160,7 +162,8 @@ def run(model: CategoryModel, share: float, args: argparse.Namespace, name: str)
                 latencies.update(trickle(gateway, deliveries, oversize, 1.0, args.timeout))
             gateway.stop()
             gateway.db.dispose()
-        return {"normal": len(normal_ids), "throughput": len(normal_ids) / seconds, "latencies": latencies}
+        return {"normal": len(normal_ids), "throughput": len(normal_ids) / seconds, "latencies": latencies,
+                "workers": config.limits.workers}
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
@@ -173,13 +176,15 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=10.0)
     parser.add_argument("--oversize", type=int, default=5)
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("--workers", type=int, help="worker processes (default: the configuration's default)")
     args = parser.parse_args()
     log = Path(tempfile.mkstemp(prefix="bench-hostile-", suffix=".log")[1])
     configure_logging("INFO")  # as in production, but into a file: its cost is part of the figures
     logging.getLogger().handlers[0].setStream(log.open("w"))
     model = load_model(ROOT / "models")
     runs = {name: run(model, share, args, name) for name, share in (("normal", 0.0), ("mixed", args.share))}
-    print(f"messages: {args.messages} (throughput) + {args.trickle} at {args.rate:g}/s (latency); hostile share "
+    print(f"messages: {args.messages} (throughput) + {args.trickle} at {args.rate:g}/s (latency), "
+          f"{runs['normal']['workers']} worker processes; hostile share "
           f"{args.share:.0%}, kinds in turn: {', '.join(CONTENT_KINDS)}; gateway log {log}")
     print(f"{'run':8} {'normal msgs':>11} {'normal msg/s':>12} {'p50 s':>7} {'p95 s':>7} {'p99 s':>7}")
     for name, result in runs.items():

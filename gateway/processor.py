@@ -36,7 +36,7 @@ from gateway.storage.store import DbHistory
 
 log = structlog.get_logger("gateway.processor")
 MAX_ATTEMPTS = 3
-BATCH_MESSAGES = 100  # waiting messages taken per round
+BATCH_MESSAGES = 400  # waiting messages taken per round: many chunks, so a worker rarely waits for a decision
 BATCH_BYTES = 32 * 1024 * 1024  # and about this much raw mail read into memory per round
 CHUNK_MESSAGES = 50  # messages sent to one worker at once, and decided in one transaction
 _INSERT_DECISION = insert(db.Decision.__table__)
@@ -177,7 +177,7 @@ class Processor:
         if outcome is None or message is None:
             return None, None  # another worker has it or got there first
         if isinstance(outcome, ParseLimitExceeded):
-            triage_unparsed(session, self.config, message, f"{outcome}; delivered unparsed")
+            triage_unparsed(session, self.config, message, f"{outcome}; delivered unparsed", raw)
             log.warning("over a limit, delivered unparsed to triage", message=message.public_id,
                         limit=outcome.limit, error=str(outcome))
             return "unparsed", None

@@ -11,7 +11,7 @@ import traceback as tb
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy import select
+from sqlalchemy import LargeBinary, func, select
 from sqlalchemy.orm import Session
 
 from gateway.config.schema import GatewayConfig
@@ -22,6 +22,7 @@ from gateway.storage import models as db
 from gateway.storage.db import Database
 
 log = structlog.get_logger("gateway.quarantine")
+HEAD_BYTES = 64 * 1024  # enough of a message to see its line ending
 
 #: the outermost frame in one of these modules (below the processor) names the stage a failure happened in
 _STAGE_MODULES = (("gateway.parsing", "parse"), ("gateway.limits", "limits"), ("mailparser", "parse"),
@@ -83,11 +84,17 @@ def record_failure(database: Database, message_id: int, failure: Failure, max_at
     return "quarantined" if quarantined else "retry"
 
 
-def triage_unparsed(session: Session, config: GatewayConfig, message: db.Message, reason: str) -> None:
-    """Plan delivery of the message as it is to ``triage``, with ``X-Gateway-Error`` saying why."""
+def triage_unparsed(session: Session, config: GatewayConfig, message: db.Message, reason: str,
+                    raw: bytes | None = None) -> None:
+    """Plan delivery of the message as it is to ``triage``, with ``X-Gateway-Error`` saying why.
+
+    The added header block takes the line ending of ``raw`` if given, else of the stored message's first bytes
+    (an over-limit message may be megabytes: it is not loaded whole for that)."""
     shadow = config.gateway.mode == "shadow"
     values = {"Error": reason, "Role": "triage", "Message-Id": message.public_id}
-    header_block = b"" if shadow else gateway_headers(values, line_ending(message.raw))
+    head = raw if raw is not None else session.scalar(
+        select(func.substr(db.MessageBody.raw, 1, HEAD_BYTES, type_=LargeBinary)).where(db.MessageBody.message_id == message.id))
+    header_block = b"" if shadow else gateway_headers(values, line_ending(head or b""))
     session.add(db.OutboxItem(message_id=message.id, key=f"{message.public_id}.delivery", kind=db.OutboxKind.DELIVERY,
                               target="shadow" if shadow else "role:triage", envelope_from=message.mailbox,
                               envelope_to=[], payload=header_block))

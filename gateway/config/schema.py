@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Literal
@@ -304,8 +305,9 @@ class Limits(Strict):
     #: per message, for limits + parse + classify in a worker: wall-clock seconds, and CPU seconds (a CPU timer)
     parse_timeout: float = Field(30.0, gt=0)
     parse_cpu_seconds: int = Field(10, ge=1)
-    #: isolated worker processes that parse and classify; each may grow this much above its start size
-    workers: int = Field(2, ge=1, le=64)
+    #: isolated worker processes that parse and classify (default: one per CPU core but one, which the gateway
+    #: process itself needs under load); each may grow worker_memory_mb above its start size
+    workers: int = Field(default_factory=lambda: max(1, len(os.sched_getaffinity(0)) - 1), ge=1, le=64)
     worker_memory_mb: int = Field(1024, ge=64)
 
 
