@@ -152,8 +152,10 @@ def trickle(server: DovecotServer, rows: list[dict[str, str]], mail_root: Path, 
     return [seen[key] - sent[key] for key in sent if key in seen]
 
 
-def gateway_config_data(work: Path, server: DovecotServer, **imap: Any) -> dict[str, Any]:
+def gateway_config_data(work: Path, server: DovecotServer, workers: int | None = None, **imap: Any) -> dict[str, Any]:
     data: dict[str, Any] = shipped_config_data(work)
+    if workers:
+        data["limits"]["workers"] = workers
     data["smtp"]["enabled"] = False
     data.get("metrics", {})["enabled"] = False
     os.environ["BENCH_IMAP_PASSWORD"] = PASSWORD
@@ -189,6 +191,7 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=20.0)
     parser.add_argument("--timeout", type=float, default=900.0)
     parser.add_argument("--keep", action="store_true", help="keep the databases, Maildirs and gateway.log")
+    parser.add_argument("--workers", type=int, help="worker processes (default: the configuration's default)")
     args = parser.parse_args()
     rows = corpus()
     server, work = DovecotServer(), Path(tempfile.mkdtemp(prefix="bench-ingest-"))
@@ -202,7 +205,7 @@ def main() -> None:
         fetched, seconds = ceiling(server)
         figures["ceiling"] = fetched / seconds
         figures["imap_alone"] = args.messages / imap_alone(work / "imap-alone", server, args.messages)
-        data = gateway_config_data(work, server)
+        data = gateway_config_data(work, server, args.workers)
         config_path = work / "gateway.toml"
         config_path.write_text(tomli_w.dumps(data))
         db = Database(data["gateway"]["database"])
@@ -216,7 +219,7 @@ def main() -> None:
             gateway.send_signal(signal.SIGTERM)
             gateway.wait(60)
             db.dispose()
-        figures.update(stored=args.messages / stored, end_to_end=args.messages / delivered,
+        figures.update(workers=parse_config(data).limits.workers, stored=args.messages / stored, end_to_end=args.messages / delivered,
                        rss_mb=memory.peak_root_mb, tree_rss_mb=memory.peak_rss_mb, tree_pss_mb=memory.peak_pss_mb)
         report(args, figures, latencies)
     finally:
@@ -231,7 +234,7 @@ def report(args: argparse.Namespace, f: dict[str, float], latencies: list[float]
     p50, p95, p99 = (percentile(latencies, p) for p in (50, 95, 99))
     print("\n".join([
         f"messages                   {args.messages} (+{args.trickle} trickled at {args.rate:g}/s, "
-        f"{len(latencies)} of them seen delivered)",
+        f"{len(latencies)} of them seen delivered), {f['workers']:.0f} worker processes",
         f"APPEND to Dovecot          {f['append']:8.0f} msg/s",
         f"ceiling: raw UID FETCH     {f['ceiling']:8.0f} msg/s",
         f"IMAP source alone (keep)   {f['imap_alone']:8.0f} msg/s   fetch + commit + progress, nothing else running",
