@@ -124,4 +124,3 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
-
