@@ -85,7 +85,7 @@ def _numerals(points: np.ndarray, lengths: np.ndarray, table: np.ndarray,
     return np.concatenate(documents), np.concatenate(numerals)
 
 
-def _counts(rows: np.ndarray, columns: np.ndarray, shape: tuple[int, int], dtype: Any) -> sp.csr_matrix:
+def count_matrix(rows: np.ndarray, columns: np.ndarray, shape: tuple[int, int], dtype: Any) -> sp.csr_matrix:
     """A count matrix from one (row, column) pair per occurrence; indices sorted, as scikit-learn's are."""
     if len(rows) > 1_000_000:  # scipy's conversion is the faster one for a large corpus
         matrix = sp.csr_matrix((np.ones(len(rows), dtype=dtype), (rows, columns)), shape=shape, dtype=dtype)
@@ -162,7 +162,7 @@ class CompactTfidfVectorizer(TfidfVectorizer):
         distinct = np.unique(numerals)
         columns = np.searchsorted(distinct, numerals).astype(np.int32)
         terms = _terms(distinct, alphabet, longest)
-        counts = _counts(rows, columns, (len(documents), len(terms)), self.dtype)
+        counts = count_matrix(rows, columns, (len(documents), len(terms)), self.dtype)
         return {term: column for column, term in enumerate(terms)}, counts
 
     def term_counts(self, raw_documents: Iterable[str]) -> sp.csr_matrix:
@@ -180,7 +180,7 @@ class CompactTfidfVectorizer(TfidfVectorizer):
         rows, numeral = _numerals(points, lengths, table, self.ngram_range)
         at = np.minimum(np.searchsorted(numerals, numeral), len(numerals) - 1)
         known = numerals[at] == numeral
-        return _counts(rows[known], columns[at[known]], (len(documents), len(self.vocabulary_)), self.dtype)
+        return count_matrix(rows[known], columns[at[known]], (len(documents), len(self.vocabulary_)), self.dtype)
 
     _numeral_index: tuple[np.ndarray, np.ndarray, np.ndarray] | bool | None = None
 

@@ -14,6 +14,8 @@ import scipy.sparse as sp
 from sklearn.feature_extraction.text import HashingVectorizer
 from sklearn.utils import murmurhash3_32
 
+from classifier.features import count_matrix
+
 #: distinct words remembered; past this the cache starts again (a few MB at most)
 CACHED_WORDS = 200_000
 
@@ -49,11 +51,7 @@ class WordCachedCharHasher:
         shape = (len(documents), self.n_features)
         if not columns:
             return sp.csr_matrix(shape, dtype=self.dtype)
-        all_columns = np.concatenate(columns)
-        counts = np.ones(len(all_columns), dtype=self.dtype)
-        matrix = sp.csr_matrix((counts, (np.concatenate(rows), all_columns)), shape=shape, dtype=self.dtype)
-        matrix.sum_duplicates()
-        return matrix
+        return count_matrix(np.concatenate(rows), np.concatenate(columns), shape, self.dtype)
 
     def _word_columns(self, word: str) -> np.ndarray:
         columns = self._columns.get(word)
