@@ -1,13 +1,13 @@
 """Isolated workers: untrusted mail is parsed and classified in child processes, never in the gateway itself.
 
-Each worker is a process from a fork server (started once, with the heavy modules already imported) that
-takes a chunk of messages at a time over a pipe: it parses each, then classifies them together (one model
-call instead of one per message). It runs under limits: address space (``resource.setrlimit``: its start
-size plus ``limits.worker_memory_mb``), CPU seconds per message (a CPU-time timer), and no core files. The gateway waits at
-most ``limits.parse_timeout`` for a chunk; a worker that is late is killed, and one that died (out of
+Each worker is a process from a fork server (started once, with the heavy modules already imported) that takes
+a chunk of messages at a time over a pipe: it parses each, then classifies them together (one model call
+instead of one per message). It runs under limits: address space (``resource.setrlimit``: its start size plus
+``limits.worker_memory_mb``), CPU seconds per message (a CPU-time timer), and no core files. The gateway waits
+at most ``limits.parse_timeout`` for a chunk; a worker that is late is killed, and one that died (out of
 memory, a crash in C code) is replaced by a fresh one. A chunk that cost its worker is analysed again one
-message at a time, so only the message to blame gets its outcome from the failure. Either way the caller
-gets an outcome per message: an :class:`Analysis`, a :class:`ParseLimitExceeded` or a :class:`Failure`.
+message at a time, so only the message to blame gets its outcome from the failure. Either way the caller gets
+an outcome per message: an :class:`Analysis`, a :class:`ParseLimitExceeded` or a :class:`Failure`.
 """
 from __future__ import annotations
 
