@@ -4,6 +4,7 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -14,6 +15,8 @@ from typing import Any
 import pytest
 
 from gateway.config import GatewayConfig
+from gateway.delivery.targets import connect_imap
+from gateway.ingest.imap import ImapSourceWorker
 from gateway.storage.db import Database
 from gateway.storage.models import MailboxState
 from tests.servers import dovecot as dovecot_module
@@ -98,6 +101,20 @@ def mailbox_state(config: GatewayConfig, address: str = ADDRESS) -> MailboxState
 def imap_ready(config: GatewayConfig) -> Callable[[], bool]:
     """True once the worker has read the folder completely (it waits in IDLE right after)."""
     return lambda: (state := mailbox_state(config)) is not None and state.last_success_at is not None
+
+
+def idle_after_mail_landed(server: DovecotServer, config: GatewayConfig, database: Database) -> float:
+    """Seconds the worker stays in IDLE (5 at most) when mail landed between its last command and IDLE."""
+    worker = ImapSourceWorker(database, config, config.mailbox(ADDRESS), lambda: None, threading.Event())
+    client = connect_imap(worker.source)
+    try:
+        client.select_folder("INBOX")
+        server.append(DOVECOT_USER, "INBOX", mail(0))  # Dovecot reports it with its answer to IDLE
+        start = time.monotonic()
+        worker._idle(client, 5.0)
+        return time.monotonic() - start
+    finally:
+        client.logout()
 
 
 @contextmanager

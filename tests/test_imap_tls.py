@@ -14,6 +14,7 @@ from tests.imap_helpers import (
     DOVECOT_USER,
     dovecots,
     add_imap_mailbox,
+    idle_after_mail_landed,
     mail,
     mailbox_state,
     wait_delivered,
@@ -75,3 +76,12 @@ def test_a_self_signed_certificate_is_refused_and_the_mailbox_reported_unhealthy
         [status] = [box for box in gather_status(session, config)["mailboxes"] if box["address"] == ADDRESS]
     assert not status["healthy"] and "self-signed certificate" in status["last_error"]
     assert tls_logins(server) == 0
+
+
+@pytest.mark.parametrize("tls", ["implicit", "starttls"])
+def test_mail_that_landed_just_before_idle_ends_the_wait_at_once_over_tls(tls, certificates, tls_dovecot, config_data,
+                                                                         monkeypatch, database) -> None:
+    server = tls_dovecot(certificates.cert, certificates.key)
+    config = parse_config(add_imap_mailbox(config_data, server, monkeypatch, **over_tls(server, tls),
+                                           ca_file=str(certificates.ca)))
+    assert idle_after_mail_landed(server, config, database) < 2.5  # not until the server's next packet

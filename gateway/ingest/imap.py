@@ -34,9 +34,6 @@ log = structlog.get_logger("gateway.imap")
 
 COMMAND_UIDS = 500  # UIDs per command: keeps command lines far below servers' limits (Dovecot: 64 KB)
 IDLE_RENEW_SECONDS = 600.0  # RFC 2177 allows 29 minutes; NAT routers often drop quieter connections sooner
-#: after mail came, IDLE only this long before looking again: Dovecot misses mail that lands while IDLE starts
-#: (it reports it only at its next periodic check, mailbox_idle_check_interval = 30 s)
-RECHECK_SECONDS = 1.0
 SUCCESS_EVERY_SECONDS = 60.0  # while no mail comes, "last success" is written at most this often
 #: network, server and login problems, a message the server will not hand out: no traceback
 EXPECTED_ERRORS = (IMAPClientError, OSError, SecretError, UnreadableMessage)
@@ -101,15 +98,13 @@ class ImapSourceWorker:
             self._open_folder(client)
             use_idle = self.source.idle and client.has_capability("IDLE")
             while not self.stopping.is_set():
-                found = 0
-                while (new := self._sync(client)) or _new_mail_announced(client):
-                    found += new
+                while self._sync(client) or _new_mail_announced(client):
                     if self.stopping.is_set():
                         return
                 if self.failures or time.monotonic() - self.success_noted > SUCCESS_EVERY_SECONDS:
                     self._succeeded()
                 if use_idle:
-                    self._idle(client, RECHECK_SECONDS if found else IDLE_RENEW_SECONDS)
+                    self._idle(client, IDLE_RENEW_SECONDS)
                 else:
                     self._poll()
         finally:
@@ -167,7 +162,8 @@ class ImapSourceWorker:
         """
         fetched = self.fetcher.fetch(client, batch)
         items = [Incoming(raw, uid) for uid, raw in fetched.bodies.items()]
-        results = store_batch(self.db, items, mailbox=self.address, uidvalidity=self.progress.uidvalidity) if items else []
+        results = (store_batch(self.db, items, mailbox=self.address, uidvalidity=self.progress.uidvalidity)
+                   if items else [])
         for item, result in zip(items, results, strict=True):
             self.log.info("received", message=result.public_id, uid=item.uid, size=len(item.raw),
                           duplicate=result.duplicate)
@@ -201,7 +197,7 @@ class ImapSourceWorker:
         client.idle()
         renew_at = time.monotonic() + seconds
         while not self.stopping.is_set() and time.monotonic() < renew_at:
-            if client.idle_check(timeout=self.wait_step) or _readable(client):
+            if _buffered(client) or client.idle_check(timeout=self.wait_step) or _readable(client):
                 break  # a response, or an unread end of stream that idle_done() will report
         client.idle_done()
 
@@ -230,6 +226,23 @@ def chunks(uids: list[int], size: int) -> Iterator[list[int]]:
 def _new_mail_announced(client: IMAPClient) -> bool:
     """Whether an EXISTS arrived with the last commands; IDLE would not announce that mail again."""
     return bool(client._imap.untagged_responses.pop("EXISTS", None))  # imapclient keeps them, unparsed
+
+
+def _buffered(client: IMAPClient) -> bool:
+    """Whether a response already waits in imaplib's read buffer, where polling the socket cannot see it.
+
+    For mail that landed since the last command, Dovecot sends EXISTS in the same packet as "+ idling"; the
+    IDLE command reads both into the buffer, and ``idle_check`` alone would wait for the server's next packet.
+    """
+    sock = client.socket()
+    timeout = sock.gettimeout()
+    sock.setblocking(False)  # an empty buffer makes peek read the socket: it must not wait
+    try:
+        return bool(client._imap.file.peek(1))  # imaplib's buffered reader; imapclient has no public way
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return False
+    finally:
+        sock.settimeout(timeout)
 
 
 def _readable(client: IMAPClient) -> bool:
