@@ -12,7 +12,7 @@ def delivered_files(root: Path) -> list[Path]:
     return sorted((p for p in root.glob("**/new/*") if p.is_file()), key=lambda p: p.stat().st_mtime_ns)
 
 
-def wait_for_delivered(root: Path, count: int, timeout: float = 10.0) -> list[Path]:
+def wait_for_delivered(root: Path, count: int, timeout: float = 30.0) -> list[Path]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found = delivered_files(root)

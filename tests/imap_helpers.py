@@ -71,7 +71,7 @@ def wait_until(condition: Callable[[], Any], timeout: float, what: str) -> Any:
     raise AssertionError(f"not within {timeout} s: {what}")
 
 
-def wait_delivered(root: Path, count: int, timeout: float = 15.0) -> list[Path]:
+def wait_delivered(root: Path, count: int, timeout: float = 30.0) -> list[Path]:
     try:
         return wait_until(lambda: found if len(found := role_files(root)) >= count else None, timeout, "delivered")
     except AssertionError:

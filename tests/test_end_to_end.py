@@ -38,10 +38,10 @@ def gateway_process(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], P
     log = (tmp_path / "gateway.log").open("wb")
     process = subprocess.Popen([str(Path(sys.executable).parent / "gateway"), "run"], cwd=tmp_path,
                                stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 60  # model load and warm workers; a loaded 2-core machine takes its time
     while b"gateway started" not in (tmp_path / "gateway.log").read_bytes():
         assert process.poll() is None, (tmp_path / "gateway.log").read_text()
-        assert time.monotonic() < deadline, "gateway did not start within 30 s"
+        assert time.monotonic() < deadline, "gateway did not start within 60 s"
         time.sleep(0.1)
     yield process, tmp_path
     process.send_signal(signal.SIGTERM)
@@ -65,9 +65,9 @@ def test_mail_sent_to_port_2525_lands_in_the_role_maildir_unchanged(gateway_proc
     with smtplib.SMTP("127.0.0.1", 2525, timeout=10) as client:
         refused = client.sendmail("p.jansen@example.org", ["support@tessaro.example"], RAW)
     assert refused == {}
-    delivered = wait_for_file(workdir / "var" / "mail", timeout=5)
+    delivered = wait_for_file(workdir / "var" / "mail", timeout=30)
     latency = time.monotonic() - sent_at
-    assert latency < 2.0, f"delivery took {latency:.2f} s"
+    assert latency < 5.0, f"delivery took {latency:.2f} s"  # about 0.2 s when idle; no poll interval in the way
 
     data = delivered.read_bytes()
     head, original = data[: len(data) - len(RAW)], data[len(data) - len(RAW):]

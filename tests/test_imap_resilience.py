@@ -38,8 +38,9 @@ from tests.imap_helpers import (
 )
 
 dovecot_with = imap_helpers.dovecot_with  # a fixture: Dovecot with extra configuration
-#: mail in INBOX before the first kick: enough that the IMAP source (~1000 messages/s) is still fetching then
-FIRST = 600
+#: mail in INBOX before the first kick: enough that the IMAP source (2,000-3,000 messages/s, batches of up to 400)
+#: is still fetching when the kick lands (launching doveadm takes a few tenths of a second on a loaded machine)
+FIRST = 2000
 
 
 def test_uidvalidity_change_rereads_the_folder_without_redelivering(dovecot, config_data, monkeypatch, start_gateway,
@@ -123,6 +124,7 @@ def test_wrong_password_makes_the_mailbox_unhealthy_in_gateway_status(dovecot_wi
     with capture_logs() as logs:
         start_gateway(config)
         wait_until(lambda: (state := mailbox_state(config)) and state.consecutive_failures >= 3, 15, "3 failures")
+        wait_until(lambda: any(e["event"].startswith("mailbox unhealthy") for e in logs), 5, "logged after recording")
     path = tmp_path / "gateway.toml"
     path.write_text(tomli_w.dumps(data))
     done = subprocess.run([str(Path(sys.executable).parent / "gateway"), "status", "--json", "--config", str(path)],

@@ -67,6 +67,7 @@ def test_a_self_signed_certificate_is_refused_and_the_mailbox_reported_unhealthy
     with capture_logs() as logs:
         gateway = start_gateway(config)
         wait_until(lambda: (state := mailbox_state(config)) and state.consecutive_failures >= 3, 20, "3 failures")
+        wait_until(lambda: any(e["event"].startswith("mailbox unhealthy") for e in logs), 5, "logged after recording")
     assert all(gateway.workers_alive().values())
     unhealthy = [e for e in logs if e["log_level"] == "error"]
     assert unhealthy and unhealthy[0]["event"] == "mailbox unhealthy: cannot read it"

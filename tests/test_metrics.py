@@ -66,7 +66,8 @@ def test_counts_every_stage_decision_and_latency_of_delivered_mail(config, start
     wait_for_delivered(tmp_path / "var" / "mail", 2, timeout=60)  # the first mail also starts worker processes
     sent_before = value(before, "gateway_messages_total", stage="delivery", outcome="sent")
     after = wait_for_samples(port, lambda s: value(s, "gateway_messages_total", stage="delivery", outcome="sent")
-                             >= sent_before + 2, 5, "deliveries counted")
+                             >= sent_before + 2 and value(s, "gateway_outbox_items", state="pending") == 0,
+                             10, "deliveries counted and marked done")  # done only after the batch's syncfs
 
     def grew(name: str, **labels: str) -> float:
         return value(after, name, **labels) - value(before, name, **labels)
