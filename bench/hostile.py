@@ -37,7 +37,7 @@ from pathlib import Path
 from bench import percentile
 from bench.sample_mail import ADDRESS, build_mail, corpus
 from classifier.model import CategoryModel
-from classifier.registry import load_model
+from classifier.registry import stored_model
 from gateway.config import GatewayConfig, parse_config
 from gateway.logs import configure_logging
 from gateway.runner import Gateway
@@ -181,7 +181,7 @@ def main() -> None:
     log = Path(tempfile.mkstemp(prefix="bench-hostile-", suffix=".log")[1])
     configure_logging("INFO")  # as in production, but into a file: its cost is part of the figures
     logging.getLogger().handlers[0].setStream(log.open("w"))
-    model = load_model(ROOT / "models")
+    model = stored_model(ROOT / "models")  # as the gateway process holds it: the workers load the arrays
     runs = {name: run(model, share, args, name) for name, share in (("normal", 0.0), ("mixed", args.share))}
     print(f"messages: {args.messages} (throughput) + {args.trickle} at {args.rate:g}/s (latency), "
           f"{runs['normal']['workers']} worker processes; hostile share "

@@ -116,6 +116,40 @@ def load_model(models_dir: Path, version: str | None = None) -> CategoryModel:
     return CategoryModel(pipeline, metadata)
 
 
+class StoredModel(CategoryModel):
+    """A verified version that keeps only where it is stored; its pipeline is loaded (and verified) on first use.
+
+    The gateway process holds one: it needs the version and the threshold, while its worker processes classify.
+    Pickled to start a worker it is a path and the metadata, not the arrays (about 60 MB in memory, 34 MB pickled).
+    """
+
+    def __init__(self, models_dir: Path, metadata: dict[str, Any]) -> None:  # no pipeline: loaded on first use
+        self.models_dir = models_dir
+        self.metadata = metadata
+        self._loaded: CategoryModel | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_loaded": None}
+
+    @property
+    def pipeline(self) -> Pipeline:  # type: ignore[override]
+        return self._model().pipeline
+
+    @property
+    def scorer(self) -> Any:  # type: ignore[override]
+        return self._model().scorer
+
+    def _model(self) -> CategoryModel:
+        if self._loaded is None:
+            self._loaded = load_model(self.models_dir, self.version)
+        return self._loaded
+
+
+def stored_model(models_dir: Path, version: str | None = None) -> StoredModel:
+    """Verify a version by loading it (as :func:`load_model`), then keep only its location and metadata."""
+    return StoredModel(models_dir, load_model(models_dir, version).metadata)
+
+
 def list_versions(models_dir: Path) -> list[str]:
     """All complete versions, oldest first."""
     if not models_dir.is_dir():

@@ -15,7 +15,7 @@ from types import FrameType
 import structlog
 
 from classifier.model import CategoryModel
-from classifier.registry import current_version, load_model
+from classifier.registry import current_version, stored_model
 from gateway.config.loader import load_config
 from gateway.config.schema import GatewayConfig, Mailbox
 from gateway.delivery.outbox import OutboxWorker
@@ -60,7 +60,7 @@ class Gateway:
     def __init__(self, config: GatewayConfig, db: Database, model: CategoryModel | None = None) -> None:
         self.config = config
         self.db = db
-        self.model = model or load_model(config.classifier.models_dir)
+        self.model = model or stored_model(config.classifier.models_dir)  # workers load the arrays
         self.stopping = threading.Event()
         self.processor = Processor(db, config, self.model)
         self.outbox = OutboxWorker(db, config, stopping=self.stopping)
@@ -167,7 +167,7 @@ class Gateway:
         model = self.model
         try:
             if current_version(new.classifier.models_dir) != self.model.version:
-                model = load_model(new.classifier.models_dir)
+                model = stored_model(new.classifier.models_dir)
         except ModelError as exc:
             log.error("new model refused, keeping the running one", model=self.model.version, error=str(exc))
         if new.smtp != self.config.smtp or _imap_sources(new) != _imap_sources(self.config):

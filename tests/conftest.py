@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from classifier.model import CategoryModel
-from classifier.registry import load_model
+from classifier.registry import StoredModel, load_model, stored_model
 from gateway.config import GatewayConfig, parse_config
 from gateway.runner import Gateway
 from gateway.storage.db import Database
@@ -64,13 +64,19 @@ def database(config: GatewayConfig) -> Iterator[Database]:
     db.dispose()
 
 
+@pytest.fixture(scope="session")
+def gateway_model() -> StoredModel:
+    """The shipped model as the gateway process holds it: verified, then only its location (workers load it)."""
+    return stored_model(ROOT / "models")
+
+
 @pytest.fixture
-def start_gateway(shipped_model: CategoryModel) -> Iterator[Callable[[GatewayConfig], Gateway]]:
+def start_gateway(gateway_model: StoredModel) -> Iterator[Callable[[GatewayConfig], Gateway]]:
     """Start a real gateway (SMTP ingress + workers) for a config; stopped at teardown."""
     started: list[Gateway] = []
 
     def start(config: GatewayConfig) -> Gateway:
-        gateway = Gateway(config, Database(config.gateway.database), shipped_model)
+        gateway = Gateway(config, Database(config.gateway.database), gateway_model)
         gateway.start()
         started.append(gateway)
         return gateway

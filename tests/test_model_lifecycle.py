@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import pickle
 import shutil
 from pathlib import Path
 from typing import Any
@@ -13,15 +14,26 @@ from sklearn.ensemble import RandomForestClassifier
 from typer.testing import CliRunner, Result
 
 from classifier.corpus import load_corpus, split
-from classifier.registry import ARTIFACT, METADATA, current_version, list_versions, load_model, save_model, sha256_of
+from classifier.registry import (
+    ARTIFACT,
+    METADATA,
+    current_version,
+    list_versions,
+    load_model,
+    save_model,
+    sha256_of,
+    stored_model,
+)
 from classifier.train import fit_candidates, metadata_for, score
 from classifier.workflow import labelled
 from gateway.cli import app
 from gateway.config import parse_config
-from gateway.errors import ModelError
+from gateway.errors import GatewayError, ModelError
+from gateway.isolation import WorkerPool
+from gateway.pipeline import Analysis, analyse
 from gateway.runner import Gateway
 from gateway.storage.db import Database
-from tests.conftest import shipped_config_data
+from tests.conftest import ROOT, shipped_config_data
 
 def write_config(tmp: Path, models_dir: Path) -> Path:
     data = shipped_config_data(tmp)
@@ -172,3 +184,33 @@ def test_versions_ignore_other_directories_such_as_the_steps_model(models: tuple
     (models_dir / "steps" / METADATA).write_text("{}")
     (models_dir / "tmp-20000101-000000-svm").mkdir()
     assert list_versions(models_dir) == [current_version(models_dir)]
+
+
+def test_the_gateway_keeps_only_where_its_model_is_and_the_workers_load_and_verify_it(models: tuple[Path, Path],
+                                                                                      tmp_path: Path) -> None:
+    models_dir, _ = models
+    shutil.copytree(ROOT / "models" / "steps", models_dir / "steps")  # analysis also needs the steps model
+    config_data = shipped_config_data(tmp_path)
+    config_data["classifier"]["models_dir"] = str(models_dir)
+    config = parse_config(config_data)
+    stored, loaded = stored_model(models_dir), load_model(models_dir)
+    assert len(pickle.dumps(stored)) < 10_000  # what a worker gets at its start (multiprocessing pickles it)
+    raw = (b"From: anna@example.org\r\nSubject: Rechnung 2026-0412\r\nMessage-ID: <s@example.org>\r\n\r\n"
+           b"Die Rechnung ging an die alte Adresse. Bitte schicken Sie sie neu.\r\n")
+    pool = WorkerPool(1, 256)
+    try:
+        analysis = pool.analyse(config, stored, raw)
+        assert isinstance(analysis, Analysis)
+        assert analysis.prediction == analyse(config, loaded, raw).prediction  # the same model, loaded in the worker
+        assert stored._loaded is None  # the gateway process never loaded the arrays
+        pool.close()
+        artifact = models_dir / stored.version / ARTIFACT
+        data = bytearray(artifact.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        artifact.write_bytes(bytes(data))  # tampered in place while the gateway runs
+        with pytest.raises(GatewayError, match="did not start"):
+            pool.analyse(config, stored, raw)  # a new worker verifies the file and refuses it
+        with pytest.raises(ModelError, match="checksum mismatch"):
+            stored.predict(["in this process, too"])
+    finally:
+        pool.close()
