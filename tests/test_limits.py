@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import random
 import signal
 import smtplib
 import threading
@@ -17,7 +18,7 @@ from gateway.config import parse_config
 from gateway.config.schema import Limits
 from gateway.errors import ConfigError, ParseLimitExceeded
 from gateway.isolation import Worker, WorkerLost, WorkerPool
-from gateway.limits import check_limits
+from gateway.limits import _lines, check_limits
 from gateway.pipeline import Analysis, analyse
 from gateway.quarantine import Failure
 from tests.delivery_helpers import headers_of, mail, wait_for_delivered
@@ -65,6 +66,16 @@ def test_the_scan_follows_mime_like_the_email_package() -> None:
     assert check_limits(multipart([text, text]), Limits()).parts == 2
     # the separator line before the body may be missing: the first non-header line starts the body
     assert check_limits(b"Subject: x\r\n--b\r\nContent-Type: multipart/mixed; boundary=b\r\n", Limits()).depth == 0
+
+
+def test_the_scan_stops_at_the_first_limit_in_reading_order_and_reads_no_further() -> None:
+    part = b"Content-Type: text/plain\r\n\r\nx"
+    many = multipart([part] * 6)
+    assert exceeded(many + b"\n" + b"x" * 201) == "parts"  # the long line after it is never reached
+    rng = random.Random(3)
+    for _ in range(300):  # line ends of every kind, blocks cut anywhere: the same lines as splitlines
+        raw = bytes(rng.choice(b"ab\r\n") for _ in range(rng.choice([0, 1, 5, 300, 3000])))
+        assert all(list(_lines(raw, block)) == raw.splitlines() for block in (1, 2, 7, 64))
 
 
 def test_limits_are_capped_and_configurable(config_data: dict[str, Any]) -> None:
