@@ -126,11 +126,14 @@ def tamper(models_dir: Path, version: str) -> str:
     """A copy of ``version`` with one byte of its artifact changed (metadata untouched)."""
     copy = "20000101-000001-svm"
     shutil.copytree(models_dir / version, models_dir / copy)
-    artifact = models_dir / copy / ARTIFACT
+    flip_a_byte(models_dir / copy / ARTIFACT)
+    return copy
+
+
+def flip_a_byte(artifact: Path) -> None:
     data = bytearray(artifact.read_bytes())
     data[len(data) // 2] ^= 0x01
     artifact.write_bytes(bytes(data))
-    return copy
 
 
 def test_a_tampered_artifact_is_refused_everywhere(models: tuple[Path, Path]) -> None:
@@ -204,10 +207,7 @@ def test_the_gateway_keeps_only_where_its_model_is_and_the_workers_load_and_veri
         assert analysis.prediction == analyse(config, loaded, raw).prediction  # the same model, loaded in the worker
         assert stored._loaded is None  # the gateway process never loaded the arrays
         pool.close()
-        artifact = models_dir / stored.version / ARTIFACT
-        data = bytearray(artifact.read_bytes())
-        data[len(data) // 2] ^= 0x01
-        artifact.write_bytes(bytes(data))  # tampered in place while the gateway runs
+        flip_a_byte(models_dir / stored.version / ARTIFACT)  # tampered in place while the gateway runs
         with pytest.raises(GatewayError, match="did not start"):
             pool.analyse(config, stored, raw)  # a new worker verifies the file and refuses it
         with pytest.raises(ModelError, match="checksum mismatch"):
