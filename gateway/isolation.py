@@ -57,14 +57,17 @@ class Worker:
         if self.ready:
             return
         try:
-            if self.conn.poll(START_SECONDS) and self.conn.recv() == "ready":
+            answered = self.conn.poll(START_SECONDS)  # also true when the worker has ended
+            if answered and self.conn.recv() == "ready":
                 self.ready = True
                 return
         except (EOFError, OSError):
-            pass
+            answered = True
         self.stop()
-        raise GatewayError(f"a worker process did not start within {START_SECONDS:g} s "
-                           f"(exit code {self.process.exitcode})")
+        if not answered:
+            raise GatewayError(f"a worker process did not start within {START_SECONDS:g} s")
+        raise GatewayError(f"a worker process did not start: it exited with code {self.process.exitcode} "
+                           "(its traceback is on standard error; for example, a model file that fails verification)")
 
     def run(self, config: GatewayConfig, raws: list[bytes]) -> list[Outcome] | None:
         """Analyse a chunk: an outcome per message, or None when it must be retried one by one.

@@ -208,7 +208,7 @@ def test_the_gateway_keeps_only_where_its_model_is_and_the_workers_load_and_veri
         assert stored._loaded is None  # the gateway process never loaded the arrays
         pool.close()
         flip_a_byte(models_dir / stored.version / ARTIFACT)  # tampered in place while the gateway runs
-        with pytest.raises(GatewayError, match="did not start"):
+        with pytest.raises(GatewayError, match="did not start: it exited with code 1"):
             pool.analyse(config, stored, raw)  # a new worker verifies the file and refuses it
         with pytest.raises(ModelError, match="checksum mismatch"):
             stored.predict(["in this process, too"])
