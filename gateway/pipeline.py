@@ -78,7 +78,7 @@ class Decision:
     fingerprint: str
     duplicate_of: str | None
     mailbox: str
-    threshold: float  # the abstain threshold in force
+    threshold: float  # the abstain threshold in force for the predicted category
 
     @property
     def target(self) -> str:
@@ -144,10 +144,11 @@ def classify_prepared(config: GatewayConfig, model: CategoryModel,
     if not prepared:
         return []
     texts = [text for _, text in prepared]
-    predictions = model.predict(texts, threshold=config.classifier.abstain_threshold)
+    languages = [detect_language(text) for text in texts]
+    predictions = model.predict(texts, threshold=config.classifier.abstain_threshold, languages=languages)
     evidence = gather_evidence(prepared, steps_model(config.classifier.models_dir))
-    return [Analysis(mail, text, detect_language(text), prediction, found, request_fingerprint(text))
-            for (mail, text), prediction, found in zip(prepared, predictions, evidence)]
+    return [Analysis(mail, text, language, prediction, found, request_fingerprint(text))
+            for (mail, text), language, prediction, found in zip(prepared, languages, predictions, evidence)]
 
 
 def analyse(config: GatewayConfig, model: CategoryModel, raw: bytes,
@@ -221,7 +222,7 @@ def decide(config: GatewayConfig, model: CategoryModel, raw: bytes, mailbox: Mai
     thread, ticket = thread_ids(mail), ticket_in(mail.subject)
     origin = history.thread_origin(thread, ticket) if thread or ticket else None
     facts = RouteFacts(phase.phase, prediction.category, prediction.confidence, prediction.abstained,
-                       mailbox.address, sender, phase.customer, when, origin)
+                       mailbox.address, sender, phase.customer, when, origin, prediction.abstain_reason)
     routed = route(config, facts)
     # an unsure category asks the customer for nothing: a human decides first
     thread_state = history.thread_state(origin) if origin else None
@@ -233,5 +234,4 @@ def decide(config: GatewayConfig, model: CategoryModel, raw: bytes, mailbox: Mai
     reply, why = plan_auto_reply(config, mail, completeness, sender, envelope_from, when, history, duplicate_of,
                                  thread_state, _key_user_reply_due(phase.customer, routed))
     return Decision(mail, language, prediction, phase, routed, completeness, reply, why, model.version, sender, when,
-                    fingerprint, duplicate_of, mailbox.address,
-                    model.threshold if config.classifier.abstain_threshold is None else config.classifier.abstain_threshold)
+                    fingerprint, duplicate_of, mailbox.address, prediction.threshold)

@@ -58,6 +58,12 @@ def test_abstention_goes_to_triage_and_category_rules_do_not_fire(config) -> Non
     assert [c.name for c in decided.checks if not c.fired] == ["outage-outside-business-hours"]
 
 
+@pytest.mark.parametrize("reason", ["out-of-domain", "unsupported-language"])
+def test_mail_the_model_does_not_know_goes_to_triage_saying_why(config, reason: str) -> None:
+    decided = route(config, facts(Phase.LIVE, "billing", abstained=True, confidence=0.9, abstain_reason=reason))
+    assert decided.role == "triage" and decided.rules == (f"abstain-{reason}",)
+
+
 def test_a_reply_follows_its_thread_unless_a_rule_fires(config) -> None:
     thread = ThreadOrigin("abc123", "consultant")
     assert route(config, facts(Phase.LIVE, "how_to", thread=thread)).rules == ("thread.abc123",)

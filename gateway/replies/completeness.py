@@ -17,6 +17,7 @@ from pathlib import Path
 
 from PIL import Image, UnidentifiedImageError
 
+from classifier.steps import MAX_CHARS as STEPS_MAX_CHARS
 from classifier.steps import StepsModel, load_steps_model
 from gateway.config.schema import GatewayConfig
 from gateway.parsing import Attachment, ParsedMail
@@ -107,7 +108,8 @@ def steps_model(models_dir: Path) -> StepsModel:
 def steps_in(texts: Sequence[str], model: StepsModel) -> list[bool]:
     """Whether each text has steps: a chosen rule fires, or the model's probability reaches its threshold.
 
-    One model call for all the texts no rule settles."""
+    One model call for all the texts no rule settles; rules and model read the first ``MAX_CHARS`` of each."""
+    texts = [text[:STEPS_MAX_CHARS] for text in texts]
     found = [any(STEP_RULES[name](text) for name in model.rules) for text in texts]
     unsettled = [i for i, hit in enumerate(found) if not hit]
     if unsettled:

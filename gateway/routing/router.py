@@ -9,6 +9,11 @@ from gateway.routing.calendar import in_window, is_business_hours, local_time, w
 
 TRIAGE = "triage"
 ABSTAIN_RULE = "abstain-below-threshold"
+#: why the classifier abstained → the rule name that sends the mail to triage (``X-Gateway-Rules`` says why)
+ABSTAIN_RULES = {"below-threshold": ABSTAIN_RULE, "out-of-domain": "abstain-out-of-domain",
+                 "unsupported-language": "abstain-unsupported-language"}
+ABSTAIN_DETAILS = {"out-of-domain": "too few words the model knows", "unsupported-language": "a language the "
+                   "model was not trained on"}
 KEY_USER_RULE = "key-user-policy"
 
 
@@ -25,6 +30,7 @@ class RouteFacts:
     customer: Customer | None
     at: dt.datetime
     thread: ThreadOrigin | None = None
+    abstain_reason: str = "below-threshold"  # when abstained: below-threshold, out-of-domain, unsupported-language
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,8 @@ def route(config: GatewayConfig, facts: RouteFacts) -> Route:
         checks.append(RuleCheck(f"thread.{facts.thread.public_id}", True, detail))
         return replace(_with_target(config, facts, facts.thread.role, checks), thread=facts.thread)
     if facts.abstained:
-        checks.append(RuleCheck(ABSTAIN_RULE, True, f"confidence {facts.confidence:.2f} below threshold"))
+        detail = ABSTAIN_DETAILS.get(facts.abstain_reason, f"confidence {facts.confidence:.2f} below threshold")
+        checks.append(RuleCheck(ABSTAIN_RULES.get(facts.abstain_reason, ABSTAIN_RULE), True, detail))
         return _with_target(config, facts, TRIAGE, checks)
     role = config.routing.table[facts.phase][facts.category]
     checks.append(RuleCheck(f"table.{facts.phase.value}.{facts.category}", True, f"→ {role}"))
