@@ -121,9 +121,10 @@ def fit_candidate(candidate: Candidate, features: FeatureUnion, matrix: Any, tra
                   weights: np.ndarray, seed: int = 0) -> Fitted:
     """Fit one candidate on prepared features; its corpus cut and CV macro-F1 come from its out-of-fold predictions."""
     labels = np.array([e.category for e in train])
-    # The fold fits release the GIL (threads: no matrix copies). One BLAS thread each: OpenBLAS threads on the
-    # calibrators' small vector products cost ~20x their work (~0.2 s per class and fold instead of ~0.01 s).
-    with parallel_config(backend="threading", n_jobs=-1), threadpool_limits(limits=1, user_api="blas"):
+    # One fold after the other: liblinear seeds one random generator for the whole process, so folds fitted in
+    # parallel threads drew from it in whatever order they ran and the same seed gave slightly different
+    # models. One BLAS thread: OpenBLAS threads on the calibrators' small vector products cost ~20x their work.
+    with parallel_config(backend="threading", n_jobs=1), threadpool_limits(limits=1, user_api="blas"):
         classifier = build_classifier(candidate.classifier, seed, len(labels))
         classifier.fit(matrix, labels, sample_weight=weights)
         oof = out_of_fold_proba(classifier, matrix, labels)
