@@ -58,9 +58,16 @@ class SetRun:
         return judge(self.eval_set, self.predictions)
 
 
-def run_sets(model: CategoryModel, sets: Sequence[EvalSet]) -> list[SetRun]:
+def run_sets(model: CategoryModel, sets: Sequence[EvalSet], progress: Progress | None = None) -> list[SetRun]:
     """Predict every set as the gateway would (its detected language included)."""
-    return [SetRun(s, model.predict(s.texts, languages=s.languages)) for s in sets]
+    runs = []
+    for done, eval_set in enumerate(sets):
+        if progress:
+            progress(f"score {model.version} on {eval_set.name}", done / len(sets))
+        runs.append(SetRun(eval_set, model.predict(eval_set.texts, languages=eval_set.languages)))
+    if progress:
+        progress(f"scored {model.version}", 1.0)
+    return runs
 
 
 def calibrate(fitted: Fitted, sets: Sequence[EvalSet]) -> tuple[dict[str, float], list[SetRun]]:
@@ -142,7 +149,7 @@ def _maybe_promote(models_dir: Path, data_dir: Path, version: str, real_data: Pa
 
 
 def promote_version(models_dir: Path, version: str, data_dir: Path, *, force: bool = False,
-                    real_data: Path = SHARED_DATA) -> None:
+                    real_data: Path = SHARED_DATA, progress: Progress | None = None) -> None:
     """Make ``version`` current unless it scores worse than the current one on any eval set.
 
     Both models are scored now, on the same sets; a current model that no longer loads (tampered, incompatible)
@@ -155,19 +162,22 @@ def promote_version(models_dir: Path, version: str, data_dir: Path, *, force: bo
         old = None
     if old is not None and old.version != version and not force:
         sets = eval_sets(data_dir, load_real(real_data))
-        worse = worse_sets(*({r.eval_set.name: r.scores for r in run_sets(m, sets)} for m in (new, old)))
+        halves = [None if progress is None else (lambda step, done, i=i: progress(step, (i + done) / 2))
+                  for i in range(2)]
+        worse = worse_sets(*({r.eval_set.name: r.scores for r in run_sets(m, sets, half)}
+                             for m, half in zip((new, old), halves)))
         if worse:
             raise ModelError(f"{version} is worse than current {old.version} on {len(worse)} eval set(s): "
                              f"{'; '.join(worse)} (macro-F1); use --force to promote anyway")
     set_current(models_dir, version)
 
 
-def evaluate(models_dir: Path, data_dir: Path, version: str | None = None, *,
-             real_data: Path = SHARED_DATA) -> tuple[CategoryModel, dict[str, Any], list[SetRun]]:
+def evaluate(models_dir: Path, data_dir: Path, version: str | None = None, *, real_data: Path = SHARED_DATA,
+             progress: Progress | None = None) -> tuple[CategoryModel, dict[str, Any], list[SetRun]]:
     """Score a stored model: (model, per-class metrics on the frozen test part, every eval set's run)."""
     model = load_model(models_dir, version)
     metrics = score(model, labelled(split(load_corpus(data_dir))[1]))
-    return model, metrics, run_sets(model, eval_sets(data_dir, load_real(real_data)))
+    return model, metrics, run_sets(model, eval_sets(data_dir, load_real(real_data)), progress)
 
 
 def versions_table(models_dir: Path) -> list[dict[str, Any]]:

@@ -104,8 +104,11 @@ def evaluate(
     from classifier.workflow import evaluate as run_eval
 
     settings = load_or_exit(config, check_secrets=False)
+    bar, progress = progress_bar("evaluating")
     try:
-        loaded, metrics, runs = run_eval(settings.classifier.models_dir, data, model, real_data=real_data)
+        with bar:
+            loaded, metrics, runs = run_eval(settings.classifier.models_dir, data, model, real_data=real_data,
+                                             progress=progress)
     except ModelError as exc:
         raise _fail(exc) from None
     sets = {r.eval_set.name: r.scores for r in runs}
@@ -157,8 +160,10 @@ def model_promote(version: str, config: ConfigOption = DEFAULT_CONFIG, data: Dat
     from classifier.workflow import promote_version
 
     models_dir = load_or_exit(config, check_secrets=False).classifier.models_dir
+    bar, progress = progress_bar("comparing")
     try:
-        promote_version(models_dir, version, data, force=force, real_data=real_data)
+        with bar:
+            promote_version(models_dir, version, data, force=force, real_data=real_data, progress=progress)
     except ModelError as exc:
         raise _fail(exc) from None
     typer.echo(f"current model is now {version}")
