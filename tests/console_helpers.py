@@ -1,0 +1,78 @@
+"""Helpers for the console's tests: a config file with comments, accounts, decided messages, a logged-in client."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import tomlkit
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from classifier.model import CategoryModel
+from gateway.config import GatewayConfig
+from gateway.console.accounts import add_user
+from gateway.pipeline import analyse
+from gateway.processor import Processor
+from gateway.storage.db import Database
+from gateway.storage.models import Message
+from gateway.storage.store import store_raw
+from tests.conftest import SHIPPED_CONFIG, shipped_config_data
+
+PASSWORDS = {"olga": "operator-password-1", "adam": "admin-password-12"}
+_CSRF = re.compile(r'name="csrf" value="([^"]+)"')
+
+
+def write_config(tmp: Path) -> Path:
+    """The shipped ``gateway.toml``, comments and all, with the paths and ports of ``shipped_config_data``."""
+    data = shipped_config_data(tmp)
+    document = tomlkit.parse(SHIPPED_CONFIG.read_text(encoding="utf-8"))
+    document["gateway"]["database"] = data["gateway"]["database"]
+    document["smtp"]["port"] = data["smtp"]["port"]
+    document["metrics"]["port"] = 0
+    document["console"]["port"] = 0
+    for role, target in data["roles"].items():
+        document["roles"][role] = target
+    for index, customer in enumerate(data["customers"]):
+        if "overrides" in customer:
+            for role, target in customer["overrides"].items():
+                document["customers"][index]["overrides"][role] = target
+    document["outbound"]["maildir"] = data["outbound"]["maildir"]
+    document["auto_reply"]["templates_dir"] = data["auto_reply"]["templates_dir"]
+    document["classifier"]["models_dir"] = data["classifier"]["models_dir"]
+    path = tmp / "gateway.toml"
+    path.write_text(tomlkit.dumps(document), encoding="utf-8")
+    return path
+
+
+def add_accounts(db: Database) -> None:
+    add_user(db, "olga", "operator", PASSWORDS["olga"])
+    add_user(db, "adam", "admin", PASSWORDS["adam"])
+
+
+def decided(db: Database, config: GatewayConfig, model: CategoryModel, raw: bytes,
+            mailbox: str = "support@tessaro.example") -> str:
+    """Store ``raw`` and decide it as the gateway does (analysed in this process); returns its public id."""
+    stored = store_raw(db, raw, mailbox=mailbox, source="smtp", envelope_from="sender@example.org")
+    with db.reading() as session:
+        message_id = session.scalar(select(Message.id).where(Message.public_id == stored.public_id))
+    processor = Processor(db, config, model)
+    try:
+        processor.process(message_id, analyse(config, model, raw))
+    finally:
+        processor.close()
+    return stored.public_id
+
+
+def csrf_of(page: str) -> str:
+    found = _CSRF.search(page)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+def log_in(client: TestClient, name: str, password: str | None = None) -> str:
+    """Log in through the login form; returns the CSRF token of the new session."""
+    token = csrf_of(client.get("/login").text)
+    answer = client.post("/login", data={"csrf": token, "name": name, "password": password or PASSWORDS[name],
+                                         "next": "/"}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    return csrf_of(client.get("/").text)
