@@ -25,6 +25,7 @@ from gateway.ingest.corrections_folder import CorrectionsPoller
 from gateway.ingest.imap import ImapSourceWorker
 from gateway.ingest.smtp import IngressController, IngressHandler
 from gateway.metrics import MetricsServer
+from gateway.pidfile import remove_pid_file, write_pid_file
 from gateway.processor import Processor
 from gateway.replies.completeness import steps_model
 from gateway.storage.db import Database
@@ -215,7 +216,10 @@ class Gateway:
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, _signalled)
         self.config_path = config_path
+        pid_file = self.config.gateway.pid_file
         self.start()
+        if pid_file is not None:
+            write_pid_file(pid_file)
         try:
             while not self.stopping.wait(0.2):
                 if reload_wanted.is_set():
@@ -223,6 +227,8 @@ class Gateway:
                     self.reload(config_path)
         finally:
             self.stop()
+            if pid_file is not None:
+                remove_pid_file(pid_file)
 
 
 def _imap_sources(config: GatewayConfig) -> list[tuple[str, object]]:

@@ -337,8 +337,15 @@ class General(Strict):
     mode: Literal["route", "shadow"] = "route"
     shadow_target: Target | None = None
     database: str = "sqlite:///var/gateway.db"
+    #: written by ``gateway run`` (read by ``status`` and the console); one per instance on a host; "" for none
+    pid_file: Path | None = Path("var/gateway.pid")
     log_format: Literal["logfmt", "json"] = "logfmt"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("pid_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, value: object) -> object:
+        return None if value == "" else value
 
     @model_validator(mode="after")
     def _shadow_needs_target(self) -> General:

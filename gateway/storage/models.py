@@ -123,6 +123,9 @@ class Decision(Base):
     #: what this mail itself provided (a later reply in the thread is judged together with it)
     has_steps: Mapped[bool | None]
     has_screenshot: Mapped[bool | None]
+    #: the explain trace as decided (``gateway.pipeline.trace_of``): top-3, phase and why, every rule checked
+    #: (hit or missed), the reply and why; None for decisions made before it was stored
+    trace: Mapped[dict[str, Any] | None]
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
     message: Mapped[Message] = relationship(back_populates="decision")

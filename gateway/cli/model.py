@@ -8,14 +8,13 @@ from typing import Annotated, Optional
 
 import typer
 
-from classifier.corpus import CORPUS_DIR
+from classifier.paths import CORPUS_DIR
 from classifier.taxonomy import CATEGORIES
-from gateway.cli import ConfigOption, DbOption, app, load_or_exit, open_database
-from gateway.config import DEFAULT_CONFIG
+from gateway.cli.options import DEFAULT_CONFIG, ConfigOption, DbOption, load_or_exit, open_database
 from gateway.errors import ModelError
 
+app = typer.Typer()
 model_app = typer.Typer(help="Stored model versions: list, promote, rollback.", no_args_is_help=True)
-app.add_typer(model_app, name="model")
 
 DataOption = Annotated[Path, typer.Option("--data", help="Directory of labelled *.jsonl corpus files.")]
 

@@ -1,45 +1,16 @@
-"""Routing commands of ``gateway``: explain one decision step by step, report what routing did (or would do)."""
+"""``gateway report``: what routing decided (or, in shadow mode, would have decided) over a period."""
 from __future__ import annotations
 
 import datetime as dt
 import json
 from collections import Counter
-from pathlib import Path
 from typing import Annotated
 
 import typer
-from sqlalchemy import select
 
-from gateway.cli import (AtOption, ConfigOption, DbOption, MailboxOption, PhaseOption, app, load_or_exit,
-                         open_database, what_if)
-from gateway.config import DEFAULT_CONFIG, describe_target
+from gateway.cli.options import DEFAULT_CONFIG, ConfigOption, DbOption, load_or_exit, open_database
 
-
-@app.command()
-def explain(
-    file: Annotated[Path, typer.Argument(help="An .eml file.")],
-    config: ConfigOption = DEFAULT_CONFIG,
-    mailbox: MailboxOption = None,
-    phase: PhaseOption = None,
-    at: AtOption = None,
-) -> None:
-    """Print the full decision trace: language, top-3 categories, phase and why, every rule checked, role, target."""
-    d = what_if(config, mailbox, phase, at)(file)
-    p = d.prediction
-    lines = [
-        f"message     {file}  (from {d.sender or '?'} to {d.mailbox}, at {d.at.isoformat()})",
-        f"language    {d.language}",
-        f"category    {p.category} ({p.confidence:.2f}); top 3: " + ", ".join(f"{c} {v:.2f}" for c, v in p.top),
-        f"abstained   {'yes' if p.abstained else 'no'} (threshold {d.threshold:.2f}, model {d.model_version})",
-        f"phase       {d.phase.phase.value}: {d.phase.reason}",
-        "rules       checked in order ([x] fired):",
-        *(f"  [{'x' if c.fired else ' '}] {c.name:<34} {c.detail}" for c in d.route.checks),
-        f"role        {d.route.role}",
-        f"target      {describe_target(d.route.target)}",
-        f"complete    {d.completeness.complete} (missing: {', '.join(d.completeness.missing) or 'nothing'})",
-        f"auto-reply  {f'yes ({d.reply_kind})' if d.reply_kind else 'no'}: {d.auto_reply_reason}",
-    ]
-    typer.echo("\n".join(lines))
+app = typer.Typer()
 
 
 @app.command()
@@ -50,6 +21,8 @@ def report(
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """What routing decided (or, in shadow mode, would have decided) since a time: counts per role and category."""
+    from sqlalchemy import select
+
     from gateway.storage.models import Decision
 
     settings = load_or_exit(config, check_secrets=False)
