@@ -6,6 +6,7 @@ is put into force by asking the running gateway to reload (SIGHUP), if one runs 
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from gateway.config.loader import load_config
 from gateway.config.schema import GatewayConfig
 from gateway.console.context import Console
 from gateway.errors import ConfigError
+from gateway.pidfile import running_pid
 from gateway.storage.db import Database
 
 log = structlog.get_logger("gateway.console")
@@ -57,7 +59,15 @@ def standalone(path: Path, db: Database) -> Console:
     config = FileConfig(path)
 
     def apply() -> str:
-        config()
-        return "No running gateway was told (it applies the file at its next start or SIGHUP)."
+        pid_file = config().gateway.pid_file
+        pid = running_pid(pid_file) if pid_file is not None else None
+        if pid is None:
+            return "No gateway runs on this host: it applies the file at its next start."
+        try:
+            os.kill(pid, signal.SIGHUP)
+        except OSError as exc:
+            return f"The running gateway (pid {pid}) could not be told to reload: {exc.strerror}."
+        log.info("asked the running gateway to reload", pid=pid)
+        return f"The running gateway (pid {pid}) was told to reload it."
 
     return Console(db, path, config, apply, lambda: model_in_use(config))

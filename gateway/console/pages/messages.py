@@ -59,7 +59,7 @@ def message_detail(request: Request, user: Account, form: FormData | None) -> Re
     replies = {item.id: reply_summary(item.payload) for item in outbox if item.kind.value == "reply"}
     return render(request, "message.html", message=message, decision=decision, mail=mail, outbox=outbox,
                   replies=replies, corrections=corrections, quarantined=quarantined, categories=CATEGORIES,
-                  roles=sorted(config.roles), trace=getattr(decision, "trace", None) or {})
+                  roles=sorted(config.roles), trace=(decision.trace if decision else None) or {})
 
 
 ROUTES = [Route("/messages", message_list), Route("/messages/{public_id:str}", message_detail)]

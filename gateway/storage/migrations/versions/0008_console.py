@@ -1,14 +1,14 @@
 """console: accounts, shared settings (the session secret), audit log, corrected role, indexes for the lists
 
 Revision ID: 0008_console
-Revises: 0006_mailbox_skipped
+Revises: 0007_decision_trace
 """
 from alembic import op
 import sqlalchemy as sa
 
 
 revision = '0008_console'
-down_revision = '0006_mailbox_skipped'
+down_revision = '0007_decision_trace'
 branch_labels = None
 depends_on = None
 
