@@ -3,14 +3,17 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import tomlkit
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
 from classifier.model import CategoryModel
-from gateway.config import GatewayConfig
+from gateway.config import GatewayConfig, load_config
 from gateway.console.accounts import add_user
+from gateway.console.app import create_app
+from gateway.console.standalone import standalone
 from gateway.pipeline import analyse
 from gateway.processor import Processor
 from gateway.storage.db import Database
@@ -44,23 +47,42 @@ def write_config(tmp: Path) -> Path:
     return path
 
 
+def console_app(tmp: Path) -> tuple[Any, Database, Path]:
+    """A console on a real SQLite database and config file (served alone, as by ``gateway console``)."""
+    path = write_config(tmp)
+    db = Database(load_config(path).gateway.database)
+    db.upgrade()
+    add_accounts(db)
+    return create_app(standalone(path, db), secure_cookies=False, session_hours=1), db, path
+
+
 def add_accounts(db: Database) -> None:
     add_user(db, "olga", "operator", PASSWORDS["olga"])
     add_user(db, "adam", "admin", PASSWORDS["adam"])
 
 
-def decided(db: Database, config: GatewayConfig, model: CategoryModel, raw: bytes,
-            mailbox: str = "support@tessaro.example") -> str:
-    """Store ``raw`` and decide it as the gateway does (analysed in this process); returns its public id."""
-    stored = store_raw(db, raw, mailbox=mailbox, source="smtp", envelope_from="sender@example.org")
-    with db.reading() as session:
-        message_id = session.scalar(select(Message.id).where(Message.public_id == stored.public_id))
+def decided(db: Database, config: GatewayConfig, model: CategoryModel, *raws: bytes,
+            mailbox: str = "support@tessaro.example") -> list[str]:
+    """Store each raw mail and decide it as the gateway does (analysed in this process); their public ids."""
     processor = Processor(db, config, model)
+    ids = []
     try:
-        processor.process(message_id, analyse(config, model, raw))
+        for raw in raws:
+            stored = store_raw(db, raw, mailbox=mailbox, source="smtp", envelope_from="sender@example.org")
+            with db.reading() as session:
+                message_id = session.scalar(select(Message.id).where(Message.public_id == stored.public_id))
+            processor.process(message_id, analyse(config, model, raw))
+            ids.append(stored.public_id)
     finally:
         processor.close()
-    return stored.public_id
+    return ids
+
+
+def mail(subject: str, body: str, sender: str = "anna@example.org", extra: str = "") -> bytes:
+    """A plain-text mail to support@ (``extra``: more header lines, each ending in CRLF)."""
+    return (f"From: {sender}\r\nTo: support@tessaro.example\r\nSubject: {subject}\r\n{extra}"
+            f"Message-ID: <{abs(hash((subject, body, sender)))}@example.org>\r\n"
+            f"Content-Type: text/plain; charset=utf-8\r\n\r\n{body}\r\n").encode()
 
 
 def csrf_of(page: str) -> str:

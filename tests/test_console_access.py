@@ -9,11 +9,8 @@ from pathlib import Path
 import pytest
 from starlette.testclient import TestClient
 
-from gateway.config import load_config
 from gateway.console.app import create_app
-from gateway.console.standalone import standalone
-from gateway.storage.db import Database
-from tests.console_helpers import PASSWORDS, add_accounts, csrf_of, log_in, write_config
+from tests.console_helpers import PASSWORDS, console_app, csrf_of, log_in
 
 OPERATOR_PAGES = ["/", "/messages", "/messages/0123456789abcdef0123456789abcdef", "/review", "/corrections",
                   "/quarantine", "/quarantine/0123456789abcdef", "/models", "/models/training", "/report"]
@@ -27,11 +24,8 @@ ADMIN_FORMS = ["/admin/mailboxes/0", "/admin/customers/0", "/admin/routing/table
 
 @pytest.fixture
 def app(tmp_path: Path) -> Iterator[object]:
-    path = write_config(tmp_path)
-    db = Database(load_config(path).gateway.database)
-    db.upgrade()
-    add_accounts(db)
-    yield create_app(standalone(path, db), secure_cookies=False, session_hours=1)
+    app, db, _ = console_app(tmp_path)
+    yield app
     db.dispose()
 
 

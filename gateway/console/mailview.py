@@ -63,7 +63,7 @@ def view(raw: bytes, limits: Limits) -> MailView:
 
 
 def _headers(mail: ParsedMail) -> list[tuple[str, str]]:
-    return [(name, log_value(value, 2000)) for name, values in mail.headers.items() for value in values]
+    return [(name, header_value(value, 2000)) for name, values in mail.headers.items() for value in values]
 
 
 def _raw_view(raw: bytes, why: str) -> MailView:
