@@ -12,8 +12,8 @@ from starlette.routing import Route
 
 from gateway.config.schema import Phase
 from gateway.console.accounts import Account
-from gateway.console.pages.admin_edit import (FormProblem, current, inline_table, problems_page, set_or_drop, submit,
-                                              words)
+from gateway.console.pages.admin_edit import (FormProblem, current, inline, inline_table, problems_page, set_or_drop,
+                                              submit, words)
 from gateway.console.web import page, refuse, render, text
 
 PHASES = [p.value for p in Phase]
@@ -60,7 +60,7 @@ def _customer_form(request: Request, index: int, problems: list[str], status: in
     if index > len(listed):
         return refuse(request, 404, "No customer with this number.")
     customer = listed[index] if index < len(listed) else {"name": "", "domains": []}
-    overrides = "\n".join(f"{role} = {tomlkit.item(target).as_string()}"
+    overrides = "\n".join(f"{role} = {inline(target)}"
                           for role, target in customer.get("overrides", {}).items())
     return render(request, "admin_customer.html", status, customer=customer, index=index, version=version,
                   overrides=overrides, problems=problems, phases=PHASES, new=index == len(listed))

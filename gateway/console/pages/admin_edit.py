@@ -41,6 +41,13 @@ def inline_table(value: str, where: str) -> Any:
         raise FormProblem(f"{where}: not a TOML inline table like {{ maildir = \"var/mail/x\" }} ({exc})") from None
 
 
+def inline(value: dict[str, Any]) -> str:
+    """A table as one TOML line, ``{key = value, …}`` (what the forms show and take back)."""
+    table = tomlkit.inline_table()
+    table.update(value)
+    return table.as_string()
+
+
 def set_or_drop(table: Any, key: str, value: Any) -> None:
     """Set ``key`` (keeping its comment), or remove it when the value is empty."""
     if value in (None, "", [], {}):

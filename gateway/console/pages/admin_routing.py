@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import tomlkit
@@ -13,34 +14,28 @@ from starlette.routing import Route
 from classifier.taxonomy import CATEGORIES
 from gateway.config.schema import Phase
 from gateway.console.accounts import Account
-from gateway.console.pages.admin_edit import FormProblem, current, inline_table, problems_page, set_or_drop, submit, words
+from gateway.console.pages.admin_edit import (FormProblem, current, inline, inline_table, problems_page, set_or_drop,
+                                              submit, words)
 from gateway.console.web import page, render, text
 
 PHASES = [p.value for p in Phase]
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
-def _routing_values() -> dict[str, Any]:
-    return {"phases": PHASES, "categories": CATEGORIES}
+def _routing_page(request: Request, problems: list[str], status: int = 200) -> Response:
+    config, version = current(request)
+    rules = [{**rule, "when_text": inline(rule.get("when", {}))} for rule in config.get("routing", {}).get("rules", [])]
+    return render(request, "admin_routing.html", status, config=config, version=version, problems=problems,
+                  rules=rules, phases=PHASES, categories=CATEGORIES)
 
 
 @page(admin=True)
 def routing(request: Request, user: Account, form: FormData | None) -> Response:
-    config, version = current(request)
-    rules = [{**rule, "when_text": tomlkit.item(rule.get("when", {})).as_string()}
-             for rule in config.get("routing", {}).get("rules", [])]
-    return render(request, "admin_routing.html", config=config, version=version, problems=[], rules=rules,
-                  **_routing_values())
+    return _routing_page(request, [])
 
 
-def _again(request: Request) -> Any:
-    def again(problems: list[str]) -> Response:
-        config, version = current(request)
-        rules = [{**rule, "when_text": tomlkit.item(rule.get("when", {})).as_string()}
-                 for rule in config.get("routing", {}).get("rules", [])]
-        return render(request, "admin_routing.html", 422, config=config, version=version, problems=problems,
-                      rules=rules, **_routing_values())
-    return again
+def _again(request: Request) -> Callable[[list[str]], Response]:
+    return lambda problems: _routing_page(request, problems, 422)
 
 
 @page(admin=True)
