@@ -30,6 +30,7 @@ def write_config(tmp: Path) -> Path:
     data = shipped_config_data(tmp)
     document = tomlkit.parse(SHIPPED_CONFIG.read_text(encoding="utf-8"))
     document["gateway"]["database"] = data["gateway"]["database"]
+    document["gateway"]["pid_file"] = str(tmp / "gateway.pid")
     document["smtp"]["port"] = data["smtp"]["port"]
     document["metrics"]["port"] = 0
     document["console"]["port"] = 0
