@@ -85,9 +85,11 @@ def message_page(session: Session, chosen: Mapping[str, str], before: int | None
                         Decision.sender)
                  .join(Decision, Decision.message_id == Message.id, isouter=not decided))
     statement = filtered(statement, chosen)
+    # the same id; ordered by the decision's, SQLite walks the (category|role, message_id) index, no sort
+    order = Decision.message_id if decided else Message.id
     if before is not None:
-        statement = statement.where(Message.id < before)
-    rows = session.execute(statement.order_by(Message.id.desc()).limit(PAGE + 1)).all()
+        statement = statement.where(order < before)
+    rows = session.execute(statement.order_by(order.desc()).limit(PAGE + 1)).all()
     more = len(rows) > PAGE
     rows = rows[:PAGE]
     subjects = subjects_of(session, [row.id for row in rows])
