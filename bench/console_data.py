@@ -50,6 +50,7 @@ def fill(db: Database, count: int, seed: int = 0) -> list[str]:
                                attempts=1, next_attempt_at=at, created_at=at, done_at=at))
             ids.append(public_id)
         with db.session() as session:
-            for table, rows in ((Message, messages), (MessageBody, bodies), (Decision, decisions), (OutboxItem, outbox)):
+            for table, rows in ((Message, messages), (MessageBody, bodies), (Decision, decisions),
+                                (OutboxItem, outbox)):
                 session.execute(insert(table.__table__), rows)
     return ids

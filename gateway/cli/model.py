@@ -38,8 +38,8 @@ def train(
     promote: Annotated[bool, typer.Option(help="Make the new version current if it is not worse.")] = True,
     force: Annotated[bool, typer.Option(help="Promote even if worse than the current model.")] = False,
     db: DbOption = None,
-    progress_json: Annotated[bool, typer.Option(help="Print progress as JSON lines ({\"stage\", \"fraction\"}, "
-                                                     "at the end {\"version\", \"promoted\", …}) instead of text.")] = False,
+    progress_json: Annotated[bool, typer.Option(
+        help="Print progress as JSON lines ({\"stage\", \"fraction\"}; at the end {\"version\", \"promoted\", …}).")] = False,
 ) -> None:
     """Train a new model version on the corpus (and corrections) and score it on the frozen test part."""
     from classifier.workflow import train_version

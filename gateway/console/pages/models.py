@@ -70,7 +70,8 @@ def model_list(request: Request, user: Account, form: FormData | None) -> Respon
     versions, current = _versions(here.models_dir)
     for meta in versions:
         meta["eval_sets"] = eval_sets(meta) if "error" not in meta else {}
-        meta["plots"] = {name: _plot(values, f"{meta['version']}: {name}") for name, values in meta["eval_sets"].items()}
+        meta["plots"] = {name: _plot(values, f"{meta['version']}: {name}")
+                         for name, values in meta["eval_sets"].items()}
     return render(request, "models.html", versions=versions, current=current, running=here.model_version(),
                   job=here.jobs.current)
 
