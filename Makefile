@@ -39,6 +39,7 @@ bench: $(BIN)/gateway
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.classify
 	$(BIN)/python -m bench.hostile
+	$(BIN)/python -m bench.console
 
 clean:
 	rm -rf var .pytest_cache

@@ -33,7 +33,7 @@ from tests.console_helpers import add_accounts, log_in, write_config
 LISTS = {"newest": "/messages", "category": "/messages?category=billing", "sender": "/messages?sender={sender}",
          "role + confidence": "/messages?role=triage&min_confidence=0.2&max_confidence=0.5",
          "date range": "/messages?since={day}&until={day}", "deep page": "/messages?before={middle}",
-         "domain (scan)": "/messages?sender=@customer7.example", "review queue": "/review"}
+         "domain (scan)": "/messages?sender=@customer7.example", "review queue": "/review", "dashboard": "/"}
 
 
 def timed(client: TestClient, url: str, requests: int) -> tuple[float, float]:

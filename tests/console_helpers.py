@@ -11,7 +11,7 @@ from starlette.testclient import TestClient
 
 from classifier.model import CategoryModel
 from gateway.config import GatewayConfig, load_config
-from gateway.console.accounts import add_user
+from gateway.console.accounts import account, add_user
 from gateway.console.app import create_app
 from gateway.console.standalone import standalone
 from gateway.pipeline import analyse
@@ -48,9 +48,11 @@ def write_config(tmp: Path) -> Path:
     return path
 
 
-def console_app(tmp: Path) -> tuple[Any, Database, Path]:
-    """A console on a real SQLite database and config file (served alone, as by ``gateway console``)."""
-    path = write_config(tmp)
+def console_app(tmp: Path, path: Path | None = None) -> tuple[Any, Database, Path]:
+    """A console on a real SQLite database and config file (``path``, else one written into ``tmp``), served
+    alone, as by ``gateway console``; with the accounts of :data:`PASSWORDS`."""
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = path or write_config(tmp)
     db = Database(load_config(path).gateway.database)
     db.upgrade()
     add_accounts(db)
@@ -58,8 +60,9 @@ def console_app(tmp: Path) -> tuple[Any, Database, Path]:
 
 
 def add_accounts(db: Database) -> None:
-    add_user(db, "olga", "operator", PASSWORDS["olga"])
-    add_user(db, "adam", "admin", PASSWORDS["adam"])
+    for name, role in (("olga", "operator"), ("adam", "admin")):
+        if account(db, name) is None:
+            add_user(db, name, role, PASSWORDS[name])
 
 
 def decided(db: Database, config: GatewayConfig, model: CategoryModel, *raws: bytes,

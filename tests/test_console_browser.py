@@ -99,11 +99,17 @@ def test_operator_corrects_and_admin_moves_go_live_in_chromium(running: tuple[Ga
         _shoot(page, "message", shots)
         page.click("form.correct button[value=configuration]")
         expect(page.locator(".flash")).to_have_text("Corrected to configuration.")
+        page.goto("/review")  # keyboard: the next item, then 0 = "other" (the page's script)
+        page.keyboard.press("j")
+        second = page.locator(".review-item.active a").first.inner_text()
+        page.keyboard.press("0")
+        expect(page.locator(".flash")).to_have_text("Corrected to other.")
+        expect(page.locator(".review-item").first).not_to_contain_text(second)
         page.click("nav >> text=Corrections")
-        row = page.locator("#corrections tbody tr").first
+        row = page.locator("#corrections tbody tr").filter(has_text=HOW_TO[0])
         expect(row).to_contain_text("olga")
         expect(row).to_contain_text("configuration")
-        expect(row).to_contain_text(HOW_TO[0])
+        expect(page.locator("#corrections tbody tr").filter(has_text=second)).to_contain_text("other")
         for name, url in (("dashboard", "/"), ("messages", "/messages"), ("review", "/review"),
                           ("models", "/models"), ("report", "/report"), ("quarantine", "/quarantine")):
             page.goto(url)

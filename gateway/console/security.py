@@ -17,6 +17,7 @@ from gateway.storage.db import Database
 from gateway.storage.models import ConsoleSetting
 
 SECRET_NAME = "session_secret"
+MAX_TRACKED = 10_000  # names and addresses with failed logins kept in memory
 #: nothing but our own files; no inline script or style, no frames, forms only to ourselves
 CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
@@ -105,6 +106,8 @@ class LoginThrottle:
             self._failures.pop(("name", name), None)
 
     def _recent(self, key: tuple[str, str], now: float) -> deque[float]:
+        if len(self._failures) > MAX_TRACKED:  # many names tried: forget those with no recent failure
+            self._failures = {k: v for k, v in self._failures.items() if v and v[-1] > now - self.window}
         failures = self._failures.setdefault(key, deque())
         while failures and failures[0] <= now - self.window:
             failures.popleft()

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import structlog
 from jinja2 import Environment, FileSystemLoader
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import FormData
@@ -18,6 +19,7 @@ from gateway.console.context import Console
 from gateway.console.security import csrf_ok, csrf_token
 from gateway.storage.models import ConsoleRole
 
+log = structlog.get_logger("gateway.console")
 TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
                         trim_blocks=True, lstrip_blocks=True)
 MAX_FORM_FIELDS = 2000
@@ -76,9 +78,18 @@ def page(*, admin: bool = False) -> Callable[[Handler], Callable[[Request], Any]
                 if not csrf_ok(request.session, form):
                     return refuse(request, 403, "The form's security token is missing or outdated. "
                                                 "Reload the page and try again.")
-            return await run_in_threadpool(handler, request, user, form)
+            return await run_in_threadpool(_answer, handler, request, user, form)
         return endpoint
     return wrap
+
+
+def _answer(handler: Handler, request: Request, user: Account, form: FormData | None) -> Response:
+    """The handler's page; a fault (the database away, a bug) is logged and answered with a plain 500 page."""
+    try:
+        return handler(request, user, form)
+    except Exception:  # noqa: BLE001 - every page answers, and the log says why it failed
+        log.exception("console page failed", path=request.url.path, user=user.name)
+        return refuse(request, 500, "This page failed; the gateway's log says why. Try again later.")
 
 
 def back(request: Request, path: str, said: str | None = None) -> RedirectResponse:

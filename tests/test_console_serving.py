@@ -16,8 +16,12 @@ from gateway.console.accounts import check_password
 from gateway.errors import GatewayError
 from gateway.runner import Gateway
 from gateway.storage.db import Database
+from starlette.testclient import TestClient
+
+from gateway.console.config_edit import version_of
 from tests.conftest import free_port
-from tests.console_helpers import write_config
+from tests.console_helpers import console_app, log_in, write_config
+from tests.servers.gateway_process import GatewayProcess
 
 GATEWAY = str(Path(sys.executable).parent / "gateway")
 
@@ -129,3 +133,45 @@ def test_gateway_without_console_does_not_import_it() -> None:
                             "sys.modules, 'starlette' in sys.modules, 'uvicorn' in sys.modules)"],
                            capture_output=True, text=True, timeout=60)
     assert probe.stdout.split() == ["False", "False", "False"]
+
+
+def test_a_change_in_the_console_alone_reloads_the_running_gateway(tmp_path: Path) -> None:
+    path, _ = _console_config(tmp_path, 0)
+    gateway = GatewayProcess(path, tmp_path / "gateway.log").start(timeout=120)
+    try:
+        app, database, _ = console_app(tmp_path, path)
+        client = TestClient(app)
+        token = log_in(client, "adam")
+        version = version_of(path.read_text(encoding="utf-8"))
+        answer = client.post("/admin/mailboxes/2", data={"csrf": token, "version": version, "phase": "live",
+                                                          "address": "projects@tessaro.example"})
+        assert gateway.process is not None
+        assert f"The running gateway (pid {gateway.process.pid}) was told to reload it." in answer.text
+        deadline = time.monotonic() + 30
+        while "configuration reloaded" not in gateway.log_text():
+            assert time.monotonic() < deadline, gateway.log_text()
+            time.sleep(0.1)
+        database.dispose()
+    finally:
+        assert gateway.terminate() == 0
+        gateway.cleanup()
+    app, database, _ = console_app(tmp_path / "again", path)
+    client = TestClient(app)
+    token = log_in(client, "adam")
+    version = version_of(path.read_text(encoding="utf-8"))
+    answer = client.post("/admin/mailboxes/2", data={"csrf": token, "version": version, "phase": "implementation",
+                                                      "address": "projects@tessaro.example"})
+    assert "No gateway runs on this host" in answer.text  # its pid file went with it
+    database.dispose()
+
+
+def test_a_failing_page_answers_500_and_logs_why(tmp_path: Path) -> None:
+    app, database, _ = console_app(tmp_path)
+    client = TestClient(app)
+    log_in(client, "adam")
+    with database.engine.begin() as connection:
+        connection.exec_driver_sql("DROP TABLE console_audit")
+    answer = client.get("/admin/audit")
+    assert answer.status_code == 500 and "the gateway&#39;s log says why" in answer.text
+    assert "content-security-policy" in answer.headers
+    database.dispose()
