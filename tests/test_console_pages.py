@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import tomlkit
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
@@ -18,7 +19,7 @@ from gateway.console.queries import PAGE
 from gateway.console.redelivery import redelivery_key
 from gateway.quarantine import Failure, record_failure
 from gateway.storage.models import Correction, Message, MessageState, OutboxItem
-from tests.console_helpers import console_app, decided, log_in, mail
+from tests.console_helpers import console_app, decided, log_in, mail, write_config
 
 INVOICE = mail("Invoice 2026-0412 has the wrong billing address",
                "Please send a corrected invoice to our new billing address in Hamburg.")
@@ -234,3 +235,23 @@ def test_report_counts_by_role_and_category_over_the_period(console: dict[str, A
     assert "1 decisions" in page and "<th>backoffice</th>" in page
     assert "0 decisions" in client.get("/report?since=2000-01-01&until=2000-01-02").text
     assert client.get("/report?since=nonsense").status_code == 200
+
+
+def test_the_pages_work_on_postgresql(tmp_path: Path, postgres_url: str, shipped_model: CategoryModel) -> None:
+    path = write_config(tmp_path)
+    document = tomlkit.parse(path.read_text(encoding="utf-8"))
+    document["gateway"]["database"] = postgres_url
+    path.write_text(tomlkit.dumps(document), encoding="utf-8")
+    app, db, _ = console_app(tmp_path, path)
+    client = TestClient(app)
+    token = log_in(client, "olga")
+    public_id, = decided(db, load_config(path), shipped_model, HOSTILE)
+    for url in ("/", "/messages?category=billing&min_confidence=0.1&since=2000-01-01", "/messages?sender=@example.org",
+                f"/messages/{public_id}", "/review", "/report"):
+        answer = client.get(url)
+        assert answer.status_code == 200, url
+        _no_live_markup(answer.text)
+    form = {"csrf": token, "category": "complaint", "role": "account_manager", "redeliver": "yes"}
+    assert "delivered again" in client.post(f"/messages/{public_id}/correct", data=form).text
+    assert "complaint" in client.get("/corrections").text
+    db.dispose()

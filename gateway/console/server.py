@@ -6,6 +6,7 @@ and ``port = 0`` takes any free port (logged, like ``[metrics]``).
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import threading
 from typing import TYPE_CHECKING
@@ -41,6 +42,7 @@ class ConsoleServer:
         config = uvicorn.Config(app, log_config=None, access_log=False, lifespan="off", timeout_keep_alive=30,
                                 ssl_certfile=settings.tls_cert, ssl_keyfile=settings.tls_key, server_header=False,
                                 limit_concurrency=64, h11_max_incomplete_event_size=64 * 1024)
+        logging.getLogger("uvicorn.error").setLevel(logging.WARNING)  # its start and stop lines say nothing new
         self.server = uvicorn.Server(config)
         self.scheme = "https" if tls else "http"
         self._thread = threading.Thread(target=self._serve, name="console", daemon=True)
