@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import tomlkit
-from sqlalchemy import select
+from sqlalchemy import func, select
 from starlette.testclient import TestClient
 
 from classifier.model import CategoryModel
@@ -151,6 +151,36 @@ def test_a_correction_can_deliver_again_to_the_new_role_once(console: dict[str, 
     assert b"X-Gateway-Role: account_manager" in items[0].payload
     assert b"X-Gateway-Redelivered: corrected by olga (was backoffice)" in items[0].payload
     assert f"<code>{public_id}.to.account_manager</code>" in client.get(f"/messages/{public_id}").text
+
+
+def test_no_second_delivery_to_the_role_it_went_to(console: dict[str, Any]) -> None:
+    client, db = console["client"], console["db"]
+    token = log_in(client, "olga")
+    public_id, = _decide(console, INVOICE)
+    form = {"csrf": token, "category": "billing", "role": "backoffice", "redeliver": "yes"}
+    assert "delivery to backoffice was planned already" in client.post(f"/messages/{public_id}/correct",
+                                                                       data=form).text
+    with db.reading() as session:
+        assert session.scalar(select(func.count()).select_from(OutboxItem)) == 1
+
+
+def test_shadow_mode_stores_the_correction_but_delivers_nothing(tmp_path: Path, shipped_model: CategoryModel) -> None:
+    path = write_config(tmp_path)
+    document = tomlkit.parse(path.read_text(encoding="utf-8"))
+    document["gateway"]["mode"] = "shadow"
+    document["gateway"]["shadow_target"] = {"maildir": str(tmp_path / "shadow")}
+    path.write_text(tomlkit.dumps(document), encoding="utf-8")
+    app, db, _ = console_app(tmp_path, path)
+    client = TestClient(app)
+    token = log_in(client, "olga")
+    public_id, = decided(db, load_config(path), shipped_model, INVOICE)
+    form = {"csrf": token, "category": "complaint", "role": "account_manager", "redeliver": "yes"}
+    answer = client.post(f"/messages/{public_id}/correct", data=form)
+    assert answer.status_code == 409 and "in shadow mode nothing is delivered" in answer.text
+    with db.reading() as session:
+        assert session.scalar(select(Correction.category)) == "complaint"
+        assert session.scalar(select(func.count()).select_from(OutboxItem)) == 1
+    db.dispose()
 
 
 def test_a_correction_is_refused_for_an_unknown_category_or_role(console: dict[str, Any]) -> None:

@@ -5,10 +5,11 @@ import re
 
 import structlog
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from gateway.console.accounts import check_password, end_sessions
+from gateway.console.accounts import Account, check_password, end_sessions
 from gateway.console.security import csrf_ok
 from gateway.console.web import console, page, refuse, render
 from gateway.sanitise import log_value
@@ -51,7 +52,7 @@ async def login(request: Request) -> Response:
 
 
 @page()
-def logout(request: Request, user, form) -> Response:  # noqa: ANN001 - the signature of every page
+def logout(request: Request, user: Account, form: FormData | None) -> Response:
     """End every session of the user (this browser's and any other)."""
     end_sessions(console(request).db, user.name)
     request.session.clear()

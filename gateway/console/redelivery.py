@@ -29,9 +29,12 @@ def target_name(config: GatewayConfig, customer: str | None, role: str) -> str:
 
 
 def redeliver(db: Database, config: GatewayConfig, public_id: str, role: str, by: str, category: str) -> bool:
-    """Plan delivery of message ``public_id`` to ``role``; False if that delivery was planned already."""
+    """Plan delivery of message ``public_id`` to ``role``; False if that delivery was planned already (also: the
+    message went to that role in the first place)."""
     if role not in config.roles:
         raise GatewayError(f"unknown role {role!r}")
+    if config.gateway.mode == "shadow":
+        raise GatewayError("in shadow mode nothing is delivered to the roles: the correction is stored, no delivery")
     key = redelivery_key(public_id, role)
     with db.session() as session:
         found = session.execute(select(Message.id, Message.mailbox, Decision.customer, Decision.role)
@@ -39,7 +42,7 @@ def redeliver(db: Database, config: GatewayConfig, public_id: str, role: str, by
                                 .where(Message.public_id == public_id)).first()
         if found is None:
             raise GatewayError(f"message {public_id} has no decision to correct")
-        if session.scalar(select(OutboxItem.id).where(OutboxItem.key == key)) is not None:
+        if found.role == role or session.scalar(select(OutboxItem.id).where(OutboxItem.key == key)) is not None:
             return False
         head = session.scalar(select(func.substr(MessageBody.raw, 1, 65536, type_=LargeBinary))
                               .where(MessageBody.message_id == found.id))
