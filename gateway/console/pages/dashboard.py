@@ -19,16 +19,23 @@ from gateway.storage.models import Decision, Message, MessageState, OutboxItem, 
 HOURS = 24
 
 
-def hourly(session: Session, column: Any, since: dt.datetime) -> tuple[list[str], dict[str, list[int]]]:
-    """Decisions per hour since ``since`` (UTC), split by ``column``: (hour labels, {value: counts})."""
+Series = dict[str, list[int]]
+
+
+def hourly(session: Session, since: dt.datetime) -> tuple[list[str], Series, Series]:
+    """Decisions per hour since ``since`` (UTC): (hour labels, counts by category, counts by role)."""
     hours = [since + dt.timedelta(hours=i) for i in range(HOURS)]
-    series: dict[str, list[int]] = {}
-    for created, value in session.execute(select(Decision.created_at, column).where(Decision.created_at >= since)):
+    by_category: Series = {}
+    by_role: Series = {}
+    rows = session.execute(select(Decision.created_at, Decision.category, Decision.role)
+                           .where(Decision.created_at >= since))
+    for created, category, role in rows:
         created = created if created.tzinfo else created.replace(tzinfo=dt.UTC)
         slot = int((created - since).total_seconds() // 3600)
         if 0 <= slot < HOURS:
-            series.setdefault(value, [0] * HOURS)[slot] += 1
-    return [f"{h:%H}:00" for h in hours], dict(sorted(series.items()))
+            by_category.setdefault(category, [0] * HOURS)[slot] += 1
+            by_role.setdefault(role, [0] * HOURS)[slot] += 1
+    return [f"{h:%H}:00" for h in hours], dict(sorted(by_category.items())), dict(sorted(by_role.items()))
 
 
 def figures(session: Session, since: dt.datetime) -> dict[str, Any]:
@@ -49,8 +56,7 @@ def dashboard(request: Request, user: Account, form: FormData | None) -> Respons
     now = dt.datetime.now(dt.UTC).replace(minute=0, second=0, microsecond=0)
     since = now - dt.timedelta(hours=HOURS - 1)
     with console(request).db.reading() as session:
-        hours, by_category = hourly(session, Decision.category, since)
-        _, by_role = hourly(session, Decision.role, since)
+        hours, by_category, by_role = hourly(session, since)
         numbers = figures(session, since)
     return render(request, "dashboard.html", numbers=numbers, model=console(request).model_version(),
                   category_chart=stacked_bars(hours, by_category, "Messages per hour by category (UTC)"),
