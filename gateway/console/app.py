@@ -13,11 +13,19 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from gateway.console import login
-from gateway.console.context import Console
-from gateway.console.pages import (admin, admin_routing, audit, corrections, dashboard, messages, models, quarantine,
-                                   report)
+from gateway.console.pages import (
+    admin,
+    admin_routing,
+    audit,
+    corrections,
+    dashboard,
+    messages,
+    models,
+    quarantine,
+    report,
+)
 from gateway.console.security import SecurityHeaders, session_secret
-from gateway.console.web import refuse
+from gateway.console.web import Console, refuse
 
 STATIC = Path(__file__).parent / "static"
 COOKIE = "gateway_console"

@@ -4,13 +4,15 @@
 2. validate the whole new text with the same loader as ``gateway check-config`` (problems by key path; on any,
    nothing changes),
 3. write it atomically (a temporary file in the same directory, fsync, rename, fsync of the directory),
-4. log who changed what (a diff) in the audit table, and put it into force like a reload.
+4. log who changed what (a diff) in the audit table (:func:`record`, also used for model promotions), and put it
+   into force like a reload.
 
 An edit made from a page that shows an older version of the file is refused, so two admins do not overwrite
 each other's changes unseen.
 """
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
 import tempfile
@@ -24,9 +26,9 @@ from tomlkit import TOMLDocument
 from tomlkit.exceptions import TOMLKitError
 
 from gateway.config.loader import load_config
-from gateway.console.audit import record, text_diff
 from gateway.errors import ConfigError
 from gateway.storage.db import Database
+from gateway.storage.models import AuditEntry
 
 _WRITING = threading.Lock()
 Edit = Callable[[TOMLDocument], None]
@@ -37,6 +39,21 @@ class Outcome:
     problems: list[str]       # key-path problems (nothing was changed), or empty
     applied: str = ""         # what putting it into force did
     audit_id: int | None = None
+
+
+def text_diff(before: str, after: str, name: str) -> str:
+    """A unified diff of two versions of a text file."""
+    return "".join(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
+                                        fromfile=f"{name} (before)", tofile=f"{name} (after)"))
+
+
+def record(db: Database, by: str, area: str, summary: str, diff: str) -> int:
+    """Store one audit entry; returns its id."""
+    with db.session() as session:
+        entry = AuditEntry(by=by, area=area, summary=summary[:512], diff=diff)
+        session.add(entry)
+        session.flush()
+        return entry.id
 
 
 def version_of(text: str) -> str:

@@ -16,7 +16,7 @@ import uvicorn
 
 from gateway.config.schema import ConsoleEndpoint
 from gateway.console.app import create_app
-from gateway.console.context import Console
+from gateway.console.web import Console
 from gateway.errors import GatewayError
 
 if TYPE_CHECKING:

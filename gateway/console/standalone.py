@@ -14,7 +14,7 @@ import structlog
 
 from gateway.config.loader import load_config
 from gateway.config.schema import GatewayConfig
-from gateway.console.context import Console
+from gateway.console.web import Console
 from gateway.errors import ConfigError
 from gateway.pidfile import running_pid
 from gateway.storage.db import Database

@@ -1,8 +1,10 @@
-"""The console's page plumbing: who is asking (session → account), role and CSRF checks, rendering."""
+"""The console's plumbing: what it serves from (:class:`Console`), who is asking (session → account), role and
+CSRF checks, rendering."""
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -14,9 +16,11 @@ from starlette.datastructures import FormData
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
+from gateway.config.schema import GatewayConfig
 from gateway.console.accounts import Account, account
-from gateway.console.context import Console
-from gateway.console.security import csrf_ok, csrf_token
+from gateway.console.security import LoginThrottle, csrf_ok, csrf_token
+from gateway.console.training import TrainingJobs
+from gateway.storage.db import Database
 from gateway.storage.models import ConsoleRole
 
 log = structlog.get_logger("gateway.console")
@@ -24,6 +28,24 @@ TEMPLATES = Environment(loader=FileSystemLoader(Path(__file__).parent / "templat
                         trim_blocks=True, lstrip_blocks=True)
 MAX_FORM_FIELDS = 2000
 Handler = Callable[..., Response]
+
+
+@dataclass
+class Console:
+    """One console instance. ``apply`` puts the config file as written into force and says what it did."""
+
+    db: Database
+    config_path: Path
+    config: Callable[[], GatewayConfig]
+    apply: Callable[[], str]
+    model_version: Callable[[], str]
+    wake: Callable[[], None] = lambda: None   # new work for the gateway's workers (a retry, a redelivery)
+    throttle: LoginThrottle = field(default_factory=LoginThrottle)
+    jobs: TrainingJobs = field(default_factory=TrainingJobs)
+
+    @property
+    def models_dir(self) -> Path:
+        return self.config().classifier.models_dir
 
 
 def console(request: Request) -> Console:

@@ -12,8 +12,16 @@ from starlette.routing import Route
 
 from gateway.config.schema import Phase
 from gateway.console.accounts import Account
-from gateway.console.pages.admin_edit import (FormProblem, current, inline, inline_table, problems_page, set_or_drop,
-                                              submit, words)
+from gateway.console.pages.admin_edit import (
+    FormProblem,
+    current,
+    inline,
+    inline_table,
+    problems_page,
+    set_or_drop,
+    submit,
+    words,
+)
 from gateway.console.web import page, refuse, render, text
 
 PHASES = [p.value for p in Phase]

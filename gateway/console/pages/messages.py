@@ -15,8 +15,7 @@ from gateway.console.accounts import Account
 from gateway.console.mailview import header_value, view
 from gateway.console.queries import filters_from, message_page
 from gateway.console.web import console, page, refuse, render
-from gateway.storage.models import (Correction, Decision, Message, MessageBody, MessageState, OutboxItem,
-                                    QuarantineEntry)
+from gateway.storage.models import Correction, Decision, Message, MessageBody, MessageState, OutboxItem, QuarantineEntry
 
 
 def _int(value: str | None) -> int | None:

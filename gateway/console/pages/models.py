@@ -12,8 +12,8 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from gateway.console.accounts import Account
-from gateway.console.audit import record
 from gateway.console.charts import confusion_matrix
+from gateway.console.config_edit import record
 from gateway.console.web import back, console, page, refuse, render, text
 from gateway.errors import GatewayError, ModelError
 
@@ -118,7 +118,8 @@ def promote(request: Request, user: Account, form: FormData | None) -> Response:
 
 @page()
 def rollback(request: Request, user: Account, form: FormData | None) -> Response:
-    from classifier.registry import current_version, rollback as roll_back
+    from classifier.registry import current_version
+    from classifier.registry import rollback as roll_back
 
     here = console(request)
     try:
