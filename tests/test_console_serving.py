@@ -2,6 +2,7 @@
 the port handling of [console], lazily imported."""
 from __future__ import annotations
 
+import ssl
 import subprocess
 import sys
 import time
@@ -22,6 +23,7 @@ from gateway.console.config_edit import version_of
 from tests.conftest import free_port
 from tests.console_helpers import console_app, log_in, write_config
 from tests.servers.gateway_process import GatewayProcess
+from tests.tls_helpers import make_certificates
 
 GATEWAY = str(Path(sys.executable).parent / "gateway")
 
@@ -175,3 +177,24 @@ def test_a_failing_page_answers_500_and_logs_why(tmp_path: Path) -> None:
     assert answer.status_code == 500 and "the gateway&#39;s log says why" in answer.text
     assert "content-security-policy" in answer.headers
     database.dispose()
+
+
+def test_the_console_serves_https_with_secure_cookies(tmp_path: Path, gateway_model: object) -> None:
+    certificates = make_certificates(tmp_path / "tls")
+    path, _ = _console_config(tmp_path, 0)
+    document = tomlkit.parse(path.read_text(encoding="utf-8"))
+    document["console"]["tls_cert"], document["console"]["tls_key"] = str(certificates.cert), str(certificates.key)
+    path.write_text(tomlkit.dumps(document), encoding="utf-8")
+    config = load_config(path)
+    gateway = Gateway(config, Database(config.gateway.database), gateway_model, config_path=path)
+    gateway.start()
+    try:
+        assert gateway.console is not None and gateway.console.scheme == "https"
+        context = ssl.create_default_context(cafile=certificates.ca)
+        with httpx2.Client(verify=context, timeout=10) as client:
+            answer = client.get(f"https://127.0.0.1:{gateway.console.bound_port}/login")
+        assert answer.status_code == 200
+        assert "; secure" in answer.headers["set-cookie"].lower()
+    finally:
+        gateway.stop()
+        gateway.db.dispose()
