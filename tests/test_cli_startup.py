@@ -30,7 +30,8 @@ def imported_by(*args: str) -> list[str]:
 
 
 @pytest.mark.parametrize("args", [("--help",), ("--version",), ("model", "--help"), ("quarantine", "--help"),
-                                  ("train", "--help"), ("train-steps", "--help"), ("status", "--help")])
+                                  ("train", "--help"), ("train-steps", "--help"), ("status", "--help"),
+                                  ("users", "--help"), ("console", "--help")])
 def test_help_and_version_import_no_model_code(args: tuple[str, ...]) -> None:
     assert imported_by(*args) == []
 

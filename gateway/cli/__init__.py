@@ -11,7 +11,7 @@ from typing import Annotated, Optional
 import typer
 
 from gateway import __version__
-from gateway.cli import decide, model, quarantine, report, run, status, steps
+from gateway.cli import console, decide, model, quarantine, report, run, status, steps, users
 
 app = typer.Typer(help="E-mail ingestion gateway for shared support mailboxes.", no_args_is_help=True,
                   pretty_exceptions_enable=False)
@@ -29,8 +29,9 @@ def main(version: Annotated[Optional[bool], typer.Option(
     """E-mail ingestion gateway for shared support mailboxes."""
 
 
-for commands in (run.app, decide.app, report.app, model.app, status.app, steps.app):
+for commands in (run.app, decide.app, report.app, model.app, status.app, steps.app, console.app):
     app.add_typer(commands)
 app.add_typer(run.db_app, name="db")
 app.add_typer(model.model_app, name="model")
 app.add_typer(quarantine.quarantine_app, name="quarantine")
+app.add_typer(users.users_app, name="users")
