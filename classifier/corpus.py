@@ -7,9 +7,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from classifier.paths import CORPUS_DIR
 from classifier.textprep import customer_text
 
-CORPUS_DIR = Path(__file__).parent / "data" / "corpus"
 #: one message in TEST_SHARE_PERCENT goes to the frozen test part, decided by a hash of its id
 TEST_SHARE_PERCENT = 20
 

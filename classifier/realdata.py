@@ -26,9 +26,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from classifier.paths import SHARED_DATA
 from classifier.textprep import customer_text
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DEV_SHARE_PERCENT = 30
 NLBSE_FILE = Path("issues-nlbse") / "train.jsonl.gz"
 S2R_FILE = Path("bug-reports-s2r") / "train.jsonl.gz"

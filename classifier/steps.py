@@ -31,13 +31,12 @@ from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 
 from classifier.hashing import CachedHashingPipeline
+from classifier.paths import S2R_FILE, STEPS_DATA_DIR
 from classifier.realdata import DEV_SHARE_PERCENT, in_dev_part
 from classifier.registry import ARTIFACT, METADATA, TRUSTED_TYPES, check_sklearn_version, sha256_of
 from classifier.textprep import customer_text
 from gateway.errors import ModelError
 
-STEPS_DATA_DIR = Path(__file__).parent / "data" / "steps"
-S2R_FILE = Path(__file__).resolve().parents[2] / "shared" / "data" / "bug-reports-s2r" / "train.jsonl.gz"
 TEST_SHARE_PERCENT = DEV_SHARE_PERCENT
 HASH_FEATURES = 2**17
 MAX_CHARS = 2000  # steps are told near the top; the rest of a long mail (logs, quoted history) only costs time

@@ -10,7 +10,7 @@ import hashlib
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 from classifier.language import detect_language
 from classifier.model import CategoryModel, Prediction
@@ -87,6 +87,18 @@ class Decision:
     @property
     def auto_reply(self) -> bool:
         return self.reply_kind is not None
+
+
+def trace_of(decision: Decision) -> dict[str, Any]:
+    """The explain trace of a decision as plain data, stored with it: why it went where it went, rule misses too."""
+    prediction = decision.prediction
+    return {
+        "top": [[category, round(probability, 4)] for category, probability in prediction.top],
+        "threshold": round(decision.threshold, 4),
+        "phase": {"phase": decision.phase.phase.value, "reason": decision.phase.reason},
+        "checks": [{"name": c.name, "fired": c.fired, "detail": c.detail} for c in decision.route.checks],
+        "reply": {"kind": decision.reply_kind, "reason": decision.auto_reply_reason},
+    }
 
 
 _NOT_WORDS = re.compile(r"[\W_]+")

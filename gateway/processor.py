@@ -25,7 +25,7 @@ from gateway.delivery.headers import gateway_headers, line_ending
 from gateway.metrics import DECISIONS, observe, observe_each
 from gateway.isolation import Outcome, WorkerPool
 from gateway.limits import check_size
-from gateway.pipeline import Analysis, Decision, decide, ticket_token
+from gateway.pipeline import Analysis, Decision, decide, ticket_token, trace_of
 from gateway.quarantine import Failure, failure_from, record_failure, triage_unparsed
 from gateway.sanitise import log_value
 from gateway.replies.loopguard import reply_address
@@ -245,4 +245,5 @@ def _decision_row(message: db.Message, decision: Decision) -> dict[str, object]:
         fingerprint=decision.fingerprint, duplicate_of=decision.duplicate_of,
         thread_of=decision.route.thread.public_id if decision.route.thread else None,
         has_steps=decision.completeness.has_steps, has_screenshot=decision.completeness.has_screenshot,
+        trace=trace_of(decision),
     )

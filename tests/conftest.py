@@ -30,8 +30,10 @@ def shipped_config_data(tmp: Path) -> dict[str, Any]:
     """The shipped ``gateway.toml`` with every writable path moved under ``tmp`` and SMTP on a free port."""
     data = tomllib.loads(SHIPPED_CONFIG.read_text(encoding="utf-8"))
     data["gateway"]["database"] = f"sqlite:///{tmp / 'gateway.db'}"
+    data["gateway"]["pid_file"] = str(tmp / "gateway.pid")
     data["smtp"]["port"] = free_port()
     data.setdefault("metrics", {})["port"] = 0  # any free port: tests run side by side
+    data.setdefault("console", {}).update(enabled=False, port=0)  # tests of the console turn it on
     for target in [*data["roles"].values(), *(o for c in data["customers"] for o in c.get("overrides", {}).values())]:
         if "maildir" in target:
             target["maildir"] = str(tmp / target["maildir"])

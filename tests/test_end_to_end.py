@@ -88,3 +88,32 @@ def test_unknown_recipient_is_refused_with_550(gateway_process) -> None:
         with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
             client.sendmail("a@example.org", ["nobody@tessaro.example"], RAW)
     assert refused.value.recipients["nobody@tessaro.example"][0] == 550
+
+
+def test_the_running_gateway_is_known_by_its_pid_file_until_it_stops(tmp_path: Path) -> None:
+    """``gateway run`` writes var/gateway.pid once started and removes it on SIGTERM; a stale file is no gateway."""
+    from gateway.pidfile import running_pid
+
+    pid_file = tmp_path / "var" / "gateway.pid"
+    pid_file.parent.mkdir()
+    pid_file.write_text("999999999\n")  # left behind by a gateway that died: no such process
+    assert running_pid(pid_file) is None
+    for name in ("config", "models"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    log = tmp_path / "gateway.log"
+    with log.open("wb") as out:
+        process = subprocess.Popen([str(Path(sys.executable).parent / "gateway"), "run"], cwd=tmp_path,
+                                   stdout=out, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 60
+        while running_pid(pid_file) != process.pid:
+            assert process.poll() is None, log.read_text()
+            assert time.monotonic() < deadline, "no pid file within 60 s"
+            time.sleep(0.1)
+        assert b"gateway started" in log.read_bytes()
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+        assert not pid_file.exists()
+    finally:
+        if process.poll() is None:
+            process.kill()

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
-from gateway.cli_status import gather_status
+from gateway.status import gather_status
 from gateway.config import parse_config
 from tests.imap_helpers import (
     ADDRESS,

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 from structlog.testing import capture_logs
 
-from gateway.cli_status import gather_status
+from gateway.status import gather_status
 from gateway.config import parse_config
 from tests import imap_helpers
 from tests.imap_helpers import (

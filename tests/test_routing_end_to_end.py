@@ -9,8 +9,10 @@ import time
 from pathlib import Path
 
 import tomli_w
+from sqlalchemy import select
 
 from gateway.config import parse_config
+from gateway.storage.models import Decision, Message
 from tests.conftest import ROOT
 from tests.delivery_helpers import delivered_files, headers_of, mail, wait_for_delivered
 
@@ -37,6 +39,13 @@ def test_a_reply_goes_to_the_role_of_the_thread_start(config, start_gateway, tmp
     second = wait_for_delivered(tmp_path / "var" / "mail", 2)[1]
     assert headers_of(second)["X-Gateway-Role"] == first_role
     assert f"thread.{first_id}" in headers_of(second)["X-Gateway-Rules"]
+    with gateway.db.reading() as session:  # the stored trace keeps the rules that did not fire, too
+        trace = session.scalar(select(Decision.trace).join(Message).where(
+            Message.public_id == headers_of(second)["X-Gateway-Message-Id"]))
+    assert {"name": "outage-outside-business-hours", "fired": False, "detail": "conditions not met"} in trace["checks"]
+    assert any(c["name"] == f"thread.{first_id}" and c["fired"] for c in trace["checks"])
+    assert trace["phase"]["phase"] == headers_of(second)["X-Gateway-Phase"] and trace["phase"]["reason"]
+    assert len(trace["top"]) == 3 and trace["top"][0][0] == headers_of(second)["X-Gateway-Category"]
 
 
 def test_our_ticket_token_in_the_subject_finds_the_thread_without_references(config, start_gateway,

@@ -6,9 +6,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from classifier.steps import S2R_FILE, STEPS_DATA_DIR
-from gateway.cli import ConfigOption, app, load_or_exit
-from gateway.config import DEFAULT_CONFIG
+from classifier.paths import S2R_FILE, STEPS_DATA_DIR
+from gateway.cli.options import DEFAULT_CONFIG, ConfigOption, load_or_exit
+
+app = typer.Typer()
 
 
 def _table(title: str, rows: dict[str, dict[str, Any]]) -> str:

@@ -8,22 +8,21 @@ from contextlib import contextmanager
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from gateway import quarantine
-from gateway.cli import ConfigOption, DbOption, app, load_or_exit, open_database
-from gateway.config import DEFAULT_CONFIG, GatewayConfig
+from gateway.cli.options import DEFAULT_CONFIG, ConfigOption, DbOption, load_or_exit, open_database
+from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
 from gateway.sanitise import log_value
-from gateway.storage.db import Database
-from gateway.storage.models import Message, QuarantineEntry
+
+if TYPE_CHECKING:
+    from gateway.storage.db import Database
+    from gateway.storage.models import Message, QuarantineEntry
 
 quarantine_app = typer.Typer(help="Messages set aside after repeated failures: list, show, retry, release.",
                              no_args_is_help=True)
-app.add_typer(quarantine_app, name="quarantine")
 
 IdArgument = Annotated[str, typer.Argument(help="The message id (X-Gateway-Message-Id), or its first 6+ characters.")]
 ByOption = Annotated[str, typer.Option("--by", help="Operator recorded with the action (default: the login name).")]
@@ -32,6 +31,8 @@ SUMMARY_HEADERS = ("From", "To", "Subject", "Date", "Message-ID")
 
 @contextmanager
 def _database(config: Path, db: str | None) -> Iterator[tuple[GatewayConfig, Database]]:
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
     settings = load_or_exit(config, check_secrets=False)
     database = open_database(settings, db)
     try:
@@ -64,6 +65,8 @@ def header_summary(raw: bytes) -> dict[str, str]:
 def list_command(config: ConfigOption = DEFAULT_CONFIG, db: DbOption = None,
                  as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False) -> None:
     """Every quarantined message: id, mailbox, stage, traceback id and reason, oldest first."""
+    from gateway import quarantine
+
     with _database(config, db) as (_, database), database.session() as session:
         rows = [_row(message, entry) for message, entry in quarantine.open_entries(session)]
     for row in rows:
@@ -77,6 +80,8 @@ def list_command(config: ConfigOption = DEFAULT_CONFIG, db: DbOption = None,
 @quarantine_app.command("show")
 def show_command(ident: IdArgument, config: ConfigOption = DEFAULT_CONFIG, db: DbOption = None) -> None:
     """One quarantined message: its headers, why and where it failed, and the traceback."""
+    from gateway import quarantine
+
     with _database(config, db) as (_, database), database.session() as session:
         message, entry = quarantine.find_quarantined(session, ident)
         row, summary, trace = _row(message, entry), header_summary(message.raw), entry.traceback
@@ -90,6 +95,8 @@ def show_command(ident: IdArgument, config: ConfigOption = DEFAULT_CONFIG, db: D
 def retry_command(ident: IdArgument, config: ConfigOption = DEFAULT_CONFIG, db: DbOption = None,
                   by: ByOption = "") -> None:
     """Put the message back into the pipeline with fresh attempts (after a fix, for example)."""
+    from gateway import quarantine
+
     with _database(config, db) as (_, database):
         typer.echo(f"{quarantine.retry(database, ident, by or getpass.getuser())}: back in the queue")
 
@@ -98,6 +105,8 @@ def retry_command(ident: IdArgument, config: ConfigOption = DEFAULT_CONFIG, db: 
 def release_command(ident: IdArgument, config: ConfigOption = DEFAULT_CONFIG, db: DbOption = None,
                     by: ByOption = "") -> None:
     """Deliver the message to triage as it is, with an X-Gateway-Error header saying why."""
+    from gateway import quarantine
+
     with _database(config, db) as (settings, database):
         public_id = quarantine.release(database, settings, ident, by or getpass.getuser())
         typer.echo(f"{public_id}: released to triage")

@@ -1,6 +1,7 @@
 """Model commands of ``gateway``: train, eval, model list/promote/rollback, label (operator corrections)."""
 from __future__ import annotations
 
+import contextlib
 import getpass
 import json
 from pathlib import Path
@@ -8,15 +9,13 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from classifier.corpus import CORPUS_DIR
-from classifier.realdata import SHARED_DATA
+from classifier.paths import CORPUS_DIR, SHARED_DATA
 from classifier.taxonomy import CATEGORIES
-from gateway.cli import ConfigOption, DbOption, app, load_or_exit, open_database
-from gateway.config import DEFAULT_CONFIG
+from gateway.cli.options import DEFAULT_CONFIG, ConfigOption, DbOption, load_or_exit, open_database
 from gateway.errors import ModelError
 
+app = typer.Typer()
 model_app = typer.Typer(help="Stored model versions: list, promote, rollback.", no_args_is_help=True)
-app.add_typer(model_app, name="model")
 
 DataOption = Annotated[Path, typer.Option("--data", help="Directory of labelled *.jsonl corpus files.")]
 
@@ -37,6 +36,10 @@ def sets_table(sets: dict[str, Any]) -> list[str]:
                      f"{s['coverage']:>8.3f} {s['examples']:>5}  {s['largest_wrong_class'] or '-'} "
                      f"{s['largest_wrong_share']:.1%}")
     return lines
+
+
+def _json_progress(stage: str, fraction: float) -> None:
+    typer.echo(json.dumps({"stage": stage, "fraction": round(fraction, 3)}))
 
 
 def progress_bar(description: str) -> Any:
@@ -64,6 +67,9 @@ def train(
     promote: Annotated[bool, typer.Option(help="Make the new version current if it is not worse on any set.")] = True,
     force: Annotated[bool, typer.Option(help="Promote even if worse than the current model.")] = False,
     db: DbOption = None,
+    progress_json: Annotated[bool, typer.Option(
+        help="Print progress as JSON lines ({\"stage\", \"fraction\"}; at the end {\"version\", \"promoted\", …}) "
+             "instead of a progress bar and the tables.")] = False,
 ) -> None:
     """Train a new model version on the corpus and real data (and corrections); score it on every eval set."""
     from classifier.evalsets import shortfalls
@@ -72,7 +78,7 @@ def train(
 
     settings = load_or_exit(config, check_secrets=False)
     extra = corrections_as_examples(open_database(settings, db)) if include_corrections else []
-    bar, progress = progress_bar("training")
+    bar, progress = progress_bar("training") if not progress_json else (contextlib.nullcontext(), _json_progress)
     try:
         with bar:
             result = train_version(data, settings.classifier.models_dir, candidate=candidate, seed=seed, extra=extra,
@@ -80,6 +86,11 @@ def train(
     except ModelError as exc:
         raise _fail(exc) from None
     meta = result.metadata
+    if progress_json:
+        typer.echo(json.dumps({"version": result.version, "promoted": result.promoted, "reason": result.reason,
+                               "corrections": len(extra), "macro_f1": meta["metrics"]["macro_f1"],
+                               "selection": meta["selection"]}))
+        return
     typer.echo(f"model {result.version} written to {result.path} ({len(extra)} corrections used)")
     typer.echo("\n".join(sets_table(meta["sets"])))
     for name, row in meta["candidates"].items():
