@@ -15,6 +15,7 @@ ABSTAIN_RULES = {"below-threshold": ABSTAIN_RULE, "out-of-domain": "abstain-out-
 ABSTAIN_DETAILS = {"out-of-domain": "too few words the model knows", "unsupported-language": "a language the "
                    "model was not trained on"}
 KEY_USER_RULE = "key-user-policy"
+AUTOMATED_RULE = "automated-sender"
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class RouteFacts:
     at: dt.datetime
     thread: ThreadOrigin | None = None
     abstain_reason: str = "below-threshold"  # when abstained: below-threshold, out-of-domain, unsupported-language
+    automated: str = ""  # why a machine wrote the mail (the loop guard's signs), "" for a person's mail
 
 
 @dataclass(frozen=True)
@@ -84,10 +86,14 @@ def _sender_matches(sender: str, pattern: str) -> bool:
 
 
 def route(config: GatewayConfig, facts: RouteFacts) -> Route:
-    """Decide the role: extra rules in order, then the thread's role, then abstention, then the phase table.
+    """Decide the role: mail a machine wrote goes to ``automated_role`` before anything else; then the extra rules
+    in order, the thread's role, abstention, and the phase table.
 
     A rule that looks at the category never fires for an abstained (unsure) category.
     """
+    if facts.automated:
+        check = RuleCheck(AUTOMATED_RULE, True, f"{facts.automated} → {config.routing.automated_role}")
+        return _with_target(config, facts, config.routing.automated_role, [check])
     checks = _key_user_checks(facts)
     open_now = is_business_hours(config.business_hours, facts.at)
     local = local_time(config.business_hours, facts.at)
