@@ -74,7 +74,7 @@ def parse(raw: bytes) -> ParsedMail:
     try:
         mail = mailparser.parse_from_bytes(raw)
         message, plain, html_parts, date = mail.message, mail.text_plain, mail.text_html, mail.date
-        attachments = tuple(_attachment(a) for a in mail.attachments)
+        attachments = tuple(_attachment(a) for a in mail.attachments) + _unnamed_images(message)
         subject = mail.subject if isinstance(mail.subject, str) else (mail.subject or [""])[0]
     except Exception:  # noqa: BLE001 - mail-parser raises all kinds of errors on odd real-world mail
         message = email.message_from_bytes(raw)
@@ -158,8 +158,39 @@ def _attachment(part: dict) -> Attachment:
         content_type=str(part.get("mail_content_type") or "application/octet-stream").lower(),
         size=len(data),
         content_id=content_id,
-        head=data[:HEAD_BYTES],
+        head=_head(data),
     )
+
+
+def _unnamed_images(message: Message) -> tuple[Attachment, ...]:
+    """Inline image parts with neither a file name nor a Content-ID (photos some mail apps send), which
+    mail-parser leaves out of its attachments."""
+    found = []
+    for part in message.walk():
+        if (part.get_content_maintype() == "image" and not part.get_filename() and not part.get("content-id")
+                and part.get_content_disposition() != "attachment"):
+            data = part.get_payload(decode=True) or b""
+            found.append(Attachment("", part.get_content_type(), len(data), None, _head(data)))
+    return tuple(found)
+
+
+#: JPEG markers that start a frame header (SOFn): it holds the image's size
+_JPEG_FRAMES = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _head(data: bytes) -> bytes:
+    """The first HEAD_BYTES of a payload; of a JPEG whose metadata (EXIF, XMP, ICC of phone photos) runs past
+    them, its start marker and everything from the frame header on, so that its size can still be read."""
+    if len(data) <= HEAD_BYTES or not data.startswith(b"\xff\xd8"):
+        return data[:HEAD_BYTES]
+    position = 2
+    for _ in range(64):  # a JPEG has a handful of segments before its frame header
+        if position + 4 > len(data) or data[position] != 0xFF:
+            break
+        if data[position + 1] in _JPEG_FRAMES:
+            return data[:HEAD_BYTES] if position < HEAD_BYTES // 2 else data[:2] + data[position:][:HEAD_BYTES - 2]
+        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+    return data[:HEAD_BYTES]
 
 
 def _decoded(value: object) -> str:
@@ -196,7 +227,7 @@ def _walk(message: Message) -> tuple[list[str], list[str], tuple[Attachment, ...
             data = part.get_payload(decode=True) or b""
             content_id = str(part.get("content-id", "")).strip("<> ") or None
             attachments.append(Attachment(safe_filename(_decoded(filename or ""), fallback=""),
-                                          part.get_content_type(), len(data), content_id, data[:HEAD_BYTES]))
+                                          part.get_content_type(), len(data), content_id, _head(data)))
         elif part.get_content_subtype() == "html":
             html.append(_part_text(part))
         else:

@@ -2,7 +2,8 @@
 
 A mail has steps when a rule chosen at training time fires OR the steps model says so (``models/steps/``, see
 :mod:`classifier.steps`). ``has_screenshot`` looks at the images' own header bytes, their size and whether
-the same image came in earlier mails of the sender (then it is a signature logo, not a screenshot).
+the same image came in earlier mails of the sender (then it is a signature logo, not a screenshot); inline
+images count like attached ones (see :mod:`gateway.parsing` for inline photos without a file name).
 A reply in a thread is judged together with what the thread's earlier mails already provided.
 """
 from __future__ import annotations
