@@ -84,7 +84,9 @@ class CategoryModel:
     """Predicts a category with a calibrated confidence; abstains below the category's threshold or out of domain.
 
     Metadata keys used: ``version``, ``threshold`` (one cut), ``class_thresholds`` (a cut per category, newer
-    models), ``max_chars`` (prefix read; absent: all) and ``languages`` (absent: any).
+    models) and ``class_thresholds_languages`` (the languages those apply to, the real dev sets' languages;
+    mail in another language gets ``threshold``; absent: all), ``max_chars`` (prefix read; absent: all),
+    ``subject_times`` and ``languages`` (served; absent: any).
     """
 
     def __init__(self, pipeline: Pipeline, metadata: dict[str, Any]) -> None:
@@ -122,6 +124,15 @@ class CategoryModel:
         own = self.metadata.get("class_thresholds") or {}
         return {c: float(own.get(c, self.metadata["threshold"])) for c in self.classes}
 
+    def cuts_for(self, language: str | None) -> dict[str, float]:
+        """The abstain thresholds for mail in ``language``: the corpus cut for a language we serve that the
+        per-category cuts do not speak for (German, Dutch), else (also: not known) the per-category ones."""
+        raised_for = self.metadata.get("class_thresholds_languages")
+        served = self.metadata.get("languages") or ()
+        if raised_for is None or language in raised_for or language not in served:
+            return self.cuts
+        return dict.fromkeys(self.classes, float(self.metadata["threshold"]))
+
     @property
     def classes(self) -> list[str]:
         return [str(c) for c in self.pipeline.classes_]
@@ -139,10 +150,11 @@ class CategoryModel:
                     languages: Sequence[str] | None = None) -> list[Prediction]:
         """:meth:`predict` for probabilities already computed (one row per text)."""
         classes = self.classes
-        cuts = self.cuts if threshold is None else dict.fromkeys(classes, threshold)
+        fixed = None if threshold is None else dict.fromkeys(classes, threshold)
         served = self.metadata.get("languages")
         out = []
         for i, (text, row) in enumerate(zip(self.prefixes(texts), probabilities)):
+            cuts = fixed or self.cuts_for(languages[i] if languages is not None else None)
             order = np.argsort(row)[::-1][:3]
             top = tuple((classes[j], round(float(row[j]), 4)) for j in order)
             category, confidence = top[0]

@@ -10,7 +10,8 @@ probabilities for free.
 
 Abstain thresholds, per category: the lowest cut that keeps automatically routed corpus mail ≥ 90 % precise
 (out-of-fold, one cut for all), raised for a category until mail predicted as it in each real dev set is routed
-≥ 85 % precise (when predicted there at least ``MIN_PREDICTIONS`` times).
+≥ 85 % precise (when predicted there at least ``MIN_PREDICTIONS`` times). The raised cuts apply to mail in the
+real sets' language (English); German and Dutch mail, for which only our corpus speaks, keeps the corpus cut.
 """
 from __future__ import annotations
 
@@ -28,6 +29,7 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 from threadpoolctl import threadpool_limits  # a scikit-learn dependency
 
 from classifier.evalsets import REAL_PRECISION
+from classifier.language import detect_language
 from classifier.model import (MAX_CHARS, SUBJECT_TIMES, CategoryModel, Prediction, build_classifier, build_features,
                               model_input)
 from classifier.taxonomy import LANGUAGES
@@ -36,6 +38,8 @@ TARGET_PRECISION = 0.90
 MIN_PREDICTIONS = 10
 #: our own mail's weight per category (others 1): a missed outage pages nobody, so outages count double
 OWN_WEIGHTS = {"outage": 2.0}
+#: the languages of the real dev sets: the per-category cuts they raise apply to mail in these languages
+REAL_LANGUAGES = ("en",)
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class Fitted:
 
     def model(self, cuts: Mapping[str, float] | None = None) -> CategoryModel:
         metadata = {"version": self.candidate.name, "threshold": self.corpus_cut, "max_chars": MAX_CHARS,
-                    "subject_times": SUBJECT_TIMES,
+                    "subject_times": SUBJECT_TIMES, "class_thresholds_languages": list(REAL_LANGUAGES),
                     "class_thresholds": dict(cuts or {}), "languages": list(LANGUAGES)}
         return CategoryModel(self.pipeline, metadata)
 
@@ -153,9 +157,10 @@ def class_cuts(fitted: Fitted, real_dev: Sequence[tuple[Sequence[Prediction], np
 
 
 def score(model: CategoryModel, test: Sequence[Labelled]) -> dict[str, Any]:
-    """Metrics on a labelled set: per-class P/R/F1, macro-F1, per-language macro-F1, coverage at the model's cuts."""
+    """Metrics on a labelled set: per-class P/R/F1, macro-F1, per-language macro-F1, coverage at the model's cuts
+    (for the language detected, as the gateway does)."""
     truth = [e.category for e in test]
-    predictions = model.predict([e.text for e in test])
+    predictions = model.predict([e.text for e in test], languages=[detect_language(e.text) for e in test])
     predicted = [p.category for p in predictions]
     routed = np.array([not p.abstained for p in predictions], dtype=bool)
     right = np.array([p == t for p, t in zip(predicted, truth)], dtype=bool)
@@ -192,7 +197,7 @@ def metadata_for(fitted: Fitted, cuts: Mapping[str, float], seed: int, metrics: 
         "seed": seed,
         "sklearn_version": sklearn.__version__,
         "classes": [str(c) for c in fitted.pipeline.classes_],
-        "threshold": round(min(cuts.values(), default=fitted.corpus_cut), 6),
+        "threshold": round(fitted.corpus_cut, 6),
         "target_precision": {"corpus": TARGET_PRECISION, "real": REAL_PRECISION},
         "metrics": metrics,
         "data": data,
