@@ -156,3 +156,15 @@ def test_mail_unlike_anything_seen_abstains_with_its_reason(shipped_model: Categ
     (confident,) = shipped_model.predict(["Rechnung falsch\nDie Rechnung 2026-0412 ging an die alte Adresse, bitte "
                                           "schicken Sie sie an unsere neue Anschrift."], languages=["de"])
     assert not confident.abstained and confident.abstain_reason == "" and confident.category == "billing"
+
+
+def test_the_cuts_raised_on_english_real_mail_apply_to_english_only(shipped_model: CategoryModel) -> None:
+    corpus_cut = shipped_model.metadata["threshold"]
+    assert set(shipped_model.cuts_for("de").values()) == set(shipped_model.cuts_for("nl").values()) == {corpus_cut}
+    raised = shipped_model.cuts_for("en")
+    assert raised == shipped_model.cuts == shipped_model.cuts_for(None) == shipped_model.cuts_for("zxx")
+    assert raised["incident"] > corpus_cut and raised["billing"] == corpus_cut
+    text = "Fehler beim Speichern\nSeit heute Morgen kommt beim Speichern eines Kandidaten der Fehler 500."
+    (german,) = shipped_model.predict([text], languages=["de"])
+    (unknown,) = shipped_model.predict([text])
+    assert german.threshold == corpus_cut and unknown.threshold == raised[unknown.category]
