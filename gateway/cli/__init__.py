@@ -13,8 +13,9 @@ import typer
 from gateway import __version__
 from gateway.cli import decide, model, quarantine, report, run, status, steps
 
+# plain help (no rich panels): option names are never cut at 80 columns
 app = typer.Typer(help="E-mail ingestion gateway for shared support mailboxes.", no_args_is_help=True,
-                  pretty_exceptions_enable=False)
+                  rich_markup_mode=None, pretty_exceptions_enable=False)
 
 
 def _print_version(value: bool) -> None:
