@@ -43,7 +43,7 @@ def _database(config: Path, db: str | None) -> Iterator[tuple[GatewayConfig, Dat
         raise typer.Exit(2) from None
     except GatewayError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(2) from None
     finally:
         database.dispose()
 
