@@ -49,6 +49,7 @@ class Message(Base):
         Index("ix_messages_dedupe", "header_message_id", "sha256"),
         Index("ix_messages_mailbox_sha256", "mailbox", "sha256"),  # IMAP mail without a Message-ID
         Index("ix_messages_state", "state"),
+        Index("ix_messages_mailbox_received", "mailbox", "received_at"),  # gateway status: last arrival, today
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
