@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := dovecot-imapd postgresql swaks
+APT_PACKAGES := dovecot-imapd postgresql systemd
 
 .PHONY: run test test-deps model steps-model bench clean
 

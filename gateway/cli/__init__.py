@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from gateway import __version__
-from gateway.cli import decide, model, quarantine, report, run, show, status, steps
+from gateway.cli import decide, model, quarantine, report, run, show, site, status, steps
 
 # plain help (no rich panels): option names are never cut at 80 columns
 app = typer.Typer(help="E-mail ingestion gateway for shared support mailboxes.", no_args_is_help=True,
@@ -34,7 +34,7 @@ def main(version: Annotated[Optional[bool], typer.Option(
     """E-mail ingestion gateway for shared support mailboxes."""
 
 
-for commands in (run.app, decide.app, show.app, report.app, model.app, status.app, steps.app):
+for commands in (run.app, site.app, decide.app, show.app, report.app, model.app, status.app, steps.app):
     app.add_typer(commands)
 app.add_typer(run.db_app, name="db")
 app.add_typer(model.model_app, name="model")
