@@ -14,7 +14,7 @@ from typing import Annotated, Optional
 import typer
 
 from gateway import __version__
-from gateway.cli import decide, model, quarantine, report, run, show, site, status, steps
+from gateway.cli import decide, model, oauth, quarantine, report, run, show, site, status, steps
 
 # plain help (no rich panels): option names are never cut at 80 columns
 app = typer.Typer(help="E-mail ingestion gateway for shared support mailboxes.", no_args_is_help=True,
@@ -39,6 +39,7 @@ for commands in (run.app, site.app, decide.app, show.app, report.app, model.app,
 app.add_typer(run.db_app, name="db")
 app.add_typer(model.model_app, name="model")
 app.add_typer(quarantine.quarantine_app, name="quarantine")
+app.add_typer(oauth.oauth_app, name="oauth")
 
 
 def error_line(exc: BaseException) -> str:
