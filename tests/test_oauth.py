@@ -25,7 +25,7 @@ from gateway.delivery.targets import send_via_relay
 from gateway.errors import PermanentDeliveryError
 from tests import imap_helpers
 from tests.imap_helpers import DOVECOT_USER, add_imap_mailbox, incident, original_ids, wait_delivered
-from tests.servers.oauth_provider import OAuthProvider, oauth_provider, xoauth2_relay  # noqa: F401 - fixtures
+from tests.servers.oauth_provider import OAuthProvider
 
 dovecot_with = imap_helpers.dovecot_with  # a fixture: Dovecot with extra configuration
 GATEWAY = str(Path(sys.executable).parent / "gateway")
