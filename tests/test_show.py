@@ -6,6 +6,7 @@ import json
 import smtplib
 import subprocess
 import sys
+import time
 from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
@@ -13,9 +14,12 @@ from typing import Any
 
 import pytest
 import tomli_w
+from sqlalchemy import select
 from typer.testing import CliRunner
 
 from gateway.cli import app
+from gateway.storage.db import Database
+from gateway.storage.models import Message, MessageState
 from tests.delivery_helpers import headers_of, wait_for_delivered
 from tests.test_completeness import picture
 from tests.test_image_reasons import TINY_REASON
@@ -45,9 +49,19 @@ def delivered(config_data: dict[str, Any], start_gateway: Any, tmp_path: Path) -
         client.sendmail("anna@example.org", ["support@tessaro.example"], hostile_incident())
     files = wait_for_delivered(tmp_path, 2, timeout=60)  # the delivery and the reply (var/mail/outgoing)
     [copy] = [f for f in files if "outgoing" not in f.parts]
+    public_id = headers_of(copy)["X-Gateway-Message-Id"]
+    deadline = time.monotonic() + 30  # the files are synced first, then their outbox rows are marked done
+    while delivered_state(gateway.db, public_id) != MessageState.DELIVERED:
+        assert time.monotonic() < deadline, "not marked delivered"
+        time.sleep(0.02)
     config_file = tmp_path / "gateway.toml"
     config_file.write_text(tomli_w.dumps(config_data))
-    return config_file, headers_of(copy)["X-Gateway-Message-Id"]
+    return config_file, public_id
+
+
+def delivered_state(database: Database, public_id: str) -> MessageState:
+    with database.reading() as session:
+        return session.scalar(select(Message.state).where(Message.public_id == public_id))
 
 
 def test_show_tells_the_whole_story_of_a_message(delivered: tuple[Path, str]) -> None:
