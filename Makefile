@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := dovecot-imapd postgresql systemd
+APT_PACKAGES := dovecot-imapd postgresql chromium systemd
 
 .PHONY: run test test-deps model steps-model bench clean
 
@@ -39,6 +39,7 @@ bench: $(BIN)/gateway
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.classify
 	$(BIN)/python -m bench.hostile
+	$(BIN)/python -m bench.console
 
 clean:
 	rm -rf var .pytest_cache

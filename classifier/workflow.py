@@ -1,7 +1,7 @@
 """Operator workflows on top of train/registry: train a version, compare candidates, evaluate, promote."""
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,12 @@ class Trained:
 
 
 def train_version(data_dir: Path, models_dir: Path, *, candidate: str = "best", seed: int = 0,
-                  extra: Sequence[Labelled] = (), promote: bool = True, force: bool = False) -> Trained:
-    """Train on the corpus' train part (+ ``extra``), score on the frozen test part, save, maybe promote."""
+                  extra: Sequence[Labelled] = (), promote: bool = True, force: bool = False,
+                  progress: Callable[[str, float], None] | None = None) -> Trained:
+    """Train on the corpus' train part (+ ``extra``), score on the frozen test part, save, maybe promote.
+
+    ``progress`` is told each step as it ends: its name and the fraction of the steps done.
+    """
     train_part, test_part = split(load_corpus(data_dir))
     if not train_part or not test_part:
         raise ModelError(f"no corpus in {data_dir}: need *.jsonl files with a train and a test part")
@@ -40,6 +44,8 @@ def train_version(data_dir: Path, models_dir: Path, *, candidate: str = "best", 
         def step(done: str) -> None:
             bar.set_postfix_str(f"{done} done")
             bar.update()
+            if progress is not None:
+                progress(done, min(bar.n / bar.total, 1.0))
 
         fitted = fit_candidates(train, names, seed, progress=step)
         chosen = max(fitted, key=lambda f: f.cv_macro_f1)  # ties keep the first (svm: faster)

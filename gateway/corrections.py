@@ -12,8 +12,10 @@ from gateway.storage.db import Database
 from gateway.storage.models import Correction, Message, MessageBody
 
 
-def add_correction(db: Database, public_id: str, category: str, by: str, *, source: str = "cli") -> bool:
-    """Record that message ``public_id`` really is ``category`` (the newest correction wins).
+def add_correction(db: Database, public_id: str, category: str, by: str, *, source: str = "cli",
+                   role: str | None = None) -> bool:
+    """Record that message ``public_id`` really is ``category`` (and, if given, belonged to ``role``; the newest
+    correction wins).
 
     Returns False, and adds nothing, when the message's newest correction already says the same from the same
     source: a correction repeated (an IMAP folder read again after a crash) never makes a second row.
@@ -25,11 +27,11 @@ def add_correction(db: Database, public_id: str, category: str, by: str, *, sour
         if session.scalar(select(MessageBody.message_id).where(MessageBody.message_id == message_id)) is None:
             raise LookupError(f"message {public_id} is too old: its bytes were deleted ([retention] raw_days), "
                               "so it cannot be trained on")
-        newest = session.execute(select(Correction.category, Correction.source).where(
+        newest = session.execute(select(Correction.category, Correction.source, Correction.role).where(
             Correction.message_id == message_id).order_by(Correction.id.desc()).limit(1)).first()
-        if newest is not None and tuple(newest) == (category, source):
+        if newest is not None and tuple(newest) == (category, source, role):
             return False
-        session.add(Correction(message_id=message_id, category=category, labelled_by=by, source=source))
+        session.add(Correction(message_id=message_id, category=category, labelled_by=by, source=source, role=role))
     CORRECTIONS.labels(source).inc()
     return True
 

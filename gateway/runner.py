@@ -11,6 +11,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -31,6 +32,9 @@ from gateway.replies.completeness import steps_model
 from gateway.storage.db import Database
 from gateway.storage.locks import MailboxLocks, MailboxOwner
 from gateway.storage.retention import RetentionJob
+
+if TYPE_CHECKING:
+    from gateway.console.server import ConsoleServer
 
 log = structlog.get_logger("gateway.runner")
 POLL_SECONDS = 2.0
@@ -59,8 +63,10 @@ class Loop:
 class Gateway:
     """Everything one gateway process runs; ``start()``/``stop()`` for tests, ``serve()`` for the CLI."""
 
-    def __init__(self, config: GatewayConfig, db: Database, model: CategoryModel | None = None) -> None:
+    def __init__(self, config: GatewayConfig, db: Database, model: CategoryModel | None = None,
+                 config_path: Path | None = None) -> None:
         self.config = config
+        self.config_path = config_path  # what SIGHUP and the console's admin pages reload
         self.db = db
         self.model = model or stored_model(config.classifier.models_dir)  # workers load the arrays
         self.stopping = threading.Event()
@@ -70,6 +76,8 @@ class Gateway:
                       Loop("retention", RetentionJob(db, lambda: self.config.retention).run_once)]
         self.smtp: IngressController | None = None
         self.metrics: MetricsServer | None = None
+        self.console: ConsoleServer | None = None
+        self._reloading = threading.Lock()
         self.locks = MailboxLocks(db, mailboxes=len(_imap_sources(config)))
         self.owners: list[MailboxOwner] = []
         self._threads: list[threading.Thread] = []
@@ -102,6 +110,11 @@ class Gateway:
         if self.config.metrics.enabled:  # first: a port in use stops the start before any mail is taken
             self.metrics = MetricsServer(self.config.metrics, self)
             self.metrics.start()
+        if self.config.console.enabled:  # imported only then: it costs memory
+            from gateway.console.server import embedded
+
+            self.console = embedded(self)
+            self.console.start()
         for loop in self.loops:
             thread = threading.Thread(target=loop.run, args=(self.stopping,), name=loop.name, daemon=True)
             thread.start()
@@ -118,6 +131,8 @@ class Gateway:
         log.info("gateway started", model=self.model.version, mode=self.config.gateway.mode,
                  smtp=f"{self.config.smtp.host}:{self.smtp.bound_port}" if self.smtp else "off",
                  metrics=f"{self.config.metrics.host}:{self.metrics.bound_port}" if self.metrics else "off",
+                 console=f"{self.console.scheme}://{self.config.console.host}:{self.console.bound_port}"
+                 if self.console else "off",
                  mailboxes=",".join(m.address for m in self.config.mailboxes), database=self.db.engine.url.render_as_string())
 
     def stop(self) -> None:
@@ -125,6 +140,9 @@ class Gateway:
         if self.smtp is not None:
             self.smtp.stop()
             self.smtp = None
+        if self.console is not None:
+            self.console.stop()
+            self.console = None
         self.stopping.set()
         for loop in self.loops:
             loop.wake.set()
@@ -161,6 +179,10 @@ class Gateway:
         Each worker reads ``self.config`` afresh per message, so nothing in flight is lost or done twice.
         The SMTP listener address and the set of IMAP sources only change on restart.
         """
+        with self._reloading:  # SIGHUP and the console may ask at the same time
+            return self._reload(path)
+
+    def _reload(self, path: Path) -> bool:
         try:
             new = load_config(path)
         except ConfigError as exc:
@@ -194,6 +216,7 @@ class Gateway:
 
         for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             signal.signal(signum, _signalled)
+        self.config_path = config_path
         pid_file = self.config.gateway.pid_file
         self.start()
         if pid_file is not None:

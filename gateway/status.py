@@ -51,7 +51,8 @@ def _liveness(url: str) -> str:
 
 def _arrivals(session: Session, today: dt.datetime) -> tuple[dict[str, Any], dict[str, dict[str, int]]]:
     """Per mailbox: the last arrival, and today's arrivals counted by the state they are in now."""
-    last = dict(session.execute(select(Message.mailbox, func.max(Message.received_at)).group_by(Message.mailbox)).all())
+    newest = select(func.max(Message.id)).group_by(Message.mailbox)  # ids grow with arrival: index (mailbox, id)
+    last = dict(session.execute(select(Message.mailbox, Message.received_at).where(Message.id.in_(newest))).all())
     counted: dict[str, dict[str, int]] = {}
     for mailbox, state, count in session.execute(
             select(Message.mailbox, Message.state, func.count()).where(Message.received_at >= today)

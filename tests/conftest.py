@@ -33,6 +33,7 @@ def shipped_config_data(tmp: Path) -> dict[str, Any]:
     data["gateway"]["pid_file"] = str(tmp / "gateway.pid")
     data["smtp"]["port"] = free_port()
     data.setdefault("metrics", {})["port"] = 0  # any free port: tests run side by side
+    data.setdefault("console", {}).update(enabled=False, port=0)  # tests of the console turn it on
     for target in [*data["roles"].values(), *(o for c in data["customers"] for o in c.get("overrides", {}).values())]:
         if "maildir" in target:
             target["maildir"] = str(tmp / target["maildir"])

@@ -142,5 +142,5 @@ def test_the_wheel_carries_the_site_template_and_the_migrations(tmp_path: Path) 
     assert done.returncode == 0, done.stderr
     [wheel] = tmp_path.glob("mail_gateway-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    assert "gateway/site_config.toml" in names and "gateway/storage/migrations/versions/0010_ops.py" in names
+    assert "gateway/site_config.toml" in names and "gateway/storage/migrations/versions/0007_decision_trace.py" in names
     assert "MIT License" in (ROOT / "LICENSE").read_text()

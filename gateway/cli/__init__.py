@@ -14,7 +14,8 @@ from typing import Annotated, Optional
 import typer
 
 from gateway import __version__
-from gateway.cli import decide, model, oauth, quarantine, report, run, show, site, status, steps
+from gateway.cli import (console, decide, model, oauth, quarantine, report, run, show, site, status, steps,
+                         users)
 
 # plain help (no rich panels): option names are never cut at 80 columns
 app = typer.Typer(help="E-mail ingestion gateway for shared support mailboxes.", no_args_is_help=True,
@@ -34,11 +35,13 @@ def main(version: Annotated[Optional[bool], typer.Option(
     """E-mail ingestion gateway for shared support mailboxes."""
 
 
-for commands in (run.app, site.app, decide.app, show.app, report.app, model.app, status.app, steps.app):
+for commands in (run.app, site.app, decide.app, show.app, report.app, model.app, status.app, steps.app,
+                 console.app):
     app.add_typer(commands)
 app.add_typer(run.db_app, name="db")
 app.add_typer(model.model_app, name="model")
 app.add_typer(quarantine.quarantine_app, name="quarantine")
+app.add_typer(users.users_app, name="users")
 app.add_typer(oauth.oauth_app, name="oauth")
 
 

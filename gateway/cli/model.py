@@ -24,6 +24,10 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(2)
 
 
+def _json_progress(stage: str, fraction: float) -> None:
+    typer.echo(json.dumps({"stage": stage, "fraction": round(fraction, 3)}))
+
+
 @app.command()
 def train(
     config: ConfigOption = DEFAULT_CONFIG,
@@ -34,6 +38,8 @@ def train(
     promote: Annotated[bool, typer.Option(help="Make the new version current if it is not worse.")] = True,
     force: Annotated[bool, typer.Option(help="Promote even if worse than the current model.")] = False,
     db: DbOption = None,
+    progress_json: Annotated[bool, typer.Option(
+        help="Print progress as JSON lines ({\"stage\", \"fraction\"}; at the end {\"version\", \"promoted\", …}).")] = False,
 ) -> None:
     """Train a new model version on the corpus (and corrections) and score it on the frozen test part."""
     from classifier.workflow import train_version
@@ -43,10 +49,14 @@ def train(
     extra = corrections_as_examples(open_database(settings, db)) if include_corrections else []
     try:
         result = train_version(data, settings.classifier.models_dir, candidate=candidate, seed=seed, extra=extra,
-                               promote=promote, force=force)
+                               promote=promote, force=force, progress=_json_progress if progress_json else None)
     except ModelError as exc:
         raise _fail(exc) from None
     m = result.metrics
+    if progress_json:
+        typer.echo(json.dumps({"version": result.version, "promoted": result.promoted, "reason": result.reason,
+                               "corrections": len(extra), "macro_f1": m["macro_f1"]}))
+        return
     typer.echo(f"model {result.version} written to {result.path} ({len(extra)} corrections used)")
     typer.echo(f"frozen test: macro-F1 {m['macro_f1']}, per language {m['per_language_macro_f1']}, "
                f"coverage {m['coverage']} at routed precision {m['routed_precision']}")

@@ -294,6 +294,28 @@ class MetricsEndpoint(Strict):
     port: int = Field(9525, ge=0, le=65535)
 
 
+class ConsoleEndpoint(Strict):
+    """The web console (``gateway/console/``); loopback only unless the host says otherwise (``port = 0``: any free port).
+
+    With ``tls_cert``/``tls_key`` it serves HTTPS and its cookies are ``Secure``; ``secure_cookies`` marks them so
+    when a TLS proxy in front of it terminates HTTPS instead.
+    """
+
+    enabled: bool = False
+    host: str = "127.0.0.1"
+    port: int = Field(8025, ge=0, le=65535)
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    secure_cookies: bool = False
+    session_hours: float = Field(12.0, gt=0, le=24 * 30)
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> ConsoleEndpoint:
+        if (self.tls_cert is None) != (self.tls_key is None):
+            raise ValueError("give both tls_cert and tls_key, or neither")
+        return self
+
+
 class Retention(Strict):
     """How long the bytes of delivered mail are kept; decisions stay (reports, threads, duplicates). 0 = forever."""
 
@@ -354,6 +376,7 @@ class GatewayConfig(Strict):
     classifier: Classifier = Classifier()
     limits: Limits = Limits()
     metrics: MetricsEndpoint = MetricsEndpoint()
+    console: ConsoleEndpoint = ConsoleEndpoint()
     retention: Retention = Retention()
 
     @model_validator(mode="after")

@@ -49,7 +49,8 @@ class Message(Base):
         Index("ix_messages_dedupe", "header_message_id", "sha256"),
         Index("ix_messages_mailbox_sha256", "mailbox", "sha256"),  # IMAP mail without a Message-ID
         Index("ix_messages_state", "state"),
-        Index("ix_messages_mailbox_received", "mailbox", "received_at"),  # gateway status: last arrival, today
+        Index("ix_messages_mailbox_id", "mailbox", "id"),
+        Index("ix_messages_received_at", "received_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
@@ -90,6 +91,12 @@ class MessageBody(Base):
 
 class Decision(Base):
     __tablename__ = "decisions"
+    __table_args__ = (  # the console's filters and review queue (gateway/console/)
+        Index("ix_decisions_category_message", "category", "message_id"),
+        Index("ix_decisions_role_message", "role", "message_id"),
+        Index("ix_decisions_confidence", "confidence"),
+        Index("ix_decisions_created_at", "created_at"),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), unique=True)
@@ -165,6 +172,8 @@ class Correction(Base):
     id: Mapped[int] = mapped_column(primary_key=True)
     message_id: Mapped[int] = mapped_column(ForeignKey("messages.id"), index=True)
     category: Mapped[str] = mapped_column(String(32))
+    #: the recipient role the operator says it should have gone to (None: not said)
+    role: Mapped[str | None] = mapped_column(String(64))
     labelled_by: Mapped[str] = mapped_column(String(256))
     source: Mapped[str] = mapped_column(String(16), default="cli")
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
@@ -203,3 +212,44 @@ class QuarantineEntry(Base):
     resolved_at: Mapped[dt.datetime | None]
     resolution: Mapped[str | None] = mapped_column(String(16))  # retried | released
     resolved_by: Mapped[str | None] = mapped_column(String(256))
+
+
+class ConsoleRole(StrEnum):
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+class ConsoleUser(Base):
+    """An account of the web console; the password only as an argon2 hash."""
+
+    __tablename__ = "console_users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[ConsoleRole] = mapped_column(Enum(ConsoleRole, native_enum=False, length=16))
+    password_hash: Mapped[str] = mapped_column(String(256))
+    #: a session cookie carries the number it was issued under; logging out raises it, ending every session
+    session_version: Mapped[int] = mapped_column(default=0)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class ConsoleSetting(Base):
+    """Values the console instances share, such as the secret that signs session cookies."""
+
+    __tablename__ = "console_settings"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    value: Mapped[str] = mapped_column(Text)
+
+
+class AuditEntry(Base):
+    """A change made in the console to the configuration or the model in use: who, when, what (a diff)."""
+
+    __tablename__ = "console_audit"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
+    by: Mapped[str] = mapped_column(String(64))
+    area: Mapped[str] = mapped_column(String(32))
+    summary: Mapped[str] = mapped_column(String(512))
+    diff: Mapped[str] = mapped_column(Text)

@@ -59,6 +59,12 @@ class GatewayProcess:
         assert found, self.log_text()
         return int(found[-1])
 
+    @property
+    def console_url(self) -> str:
+        found = re.findall(r"gateway started.*?console=(https?://[\d.]+:\d+)", self.log_text())
+        assert found, self.log_text()
+        return found[-1]
+
     def terminate(self, timeout: float = 60.0) -> int:
         """SIGTERM and wait; returns the exit code."""
         assert self.process is not None
