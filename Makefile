@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := dovecot-imapd postgresql swaks chromium
+APT_PACKAGES := dovecot-imapd postgresql chromium systemd
 
 .PHONY: run test test-deps model steps-model bench bench-peers clean
 
