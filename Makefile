@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-APT_PACKAGES := dovecot-imapd postgresql swaks chromium
+APT_PACKAGES := dovecot-imapd postgresql chromium systemd
 
-.PHONY: run test test-deps model steps-model bench clean
+.PHONY: run test test-deps model steps-model bench bench-peers clean
 
 $(BIN)/gateway: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,11 +35,17 @@ model: $(BIN)/gateway          ## rebuild the shipped default model reproducibly
 steps-model: $(BIN)/gateway    ## rebuild models/steps (has-steps detector) reproducibly
 	$(BIN)/gateway train-steps
 
-bench: $(BIN)/gateway
+bench: $(BIN)/gateway              ## needs ../shared/bench beside this checkout (the peer bench's corpus)
 	$(BIN)/python -m bench.ingest
 	$(BIN)/python -m bench.classify
 	$(BIN)/python -m bench.hostile
 	$(BIN)/python -m bench.console
+
+# Side by side on one corpus: django-helpdesk, the raw IMAP fetch ceiling and this gateway (../shared/bench/peer-bench)
+PEER_MESSAGES ?= 2000
+PEER_RUNS ?= 1
+bench-peers: $(BIN)/gateway
+	$(BIN)/python -m bench.peers --messages $(PEER_MESSAGES) --runs $(PEER_RUNS)
 
 clean:
 	rm -rf var .pytest_cache

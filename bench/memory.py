@@ -1,4 +1,4 @@
-"""Peak memory of a process tree, sampled from /proc (the gateway and its worker processes)."""
+"""Peak memory and CPU time of a process tree, read from /proc (the gateway and its worker processes)."""
 from __future__ import annotations
 
 import os
@@ -6,6 +6,16 @@ import threading
 from pathlib import Path
 
 _PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 2**20
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> tuple[float, float]:
+    """(own, reaped children's) CPU seconds, user + system, of ``pid``; (0, 0) once it has exited."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0, 0.0
+    return (int(fields[11]) + int(fields[12])) / _TICK, (int(fields[13]) + int(fields[14])) / _TICK
 
 
 def _pss_mb(pid: int) -> float:
@@ -30,6 +40,7 @@ class TreeMemory:
 
     ``peak_root_mb`` is the root's own RSS; ``peak_rss_mb`` sums every RSS of the tree (pages shared between
     processes count once per process); ``peak_pss_mb`` sums their PSS, which counts each page once.
+    :meth:`cpu_seconds` reads the tree's CPU time at once (call it before and after what is measured).
     """
 
     def __init__(self, root: int) -> None:
@@ -56,6 +67,14 @@ class TreeMemory:
                 if ppid in tree and pid not in tree:
                     tree[pid], grew = resident, True
         return tree
+
+    def cpu_seconds(self) -> tuple[float, float]:
+        """CPU seconds so far of the root process itself, and of its descendants (the fork server and workers,
+        including workers that have exited and were reaped)."""
+        tree = self._tree()
+        own, _ = _cpu_seconds(self.root)
+        below = sum(sum(_cpu_seconds(pid)) for pid in tree if pid != self.root)
+        return own, below
 
     def _sample(self) -> None:
         """RSS 5 times a second; the tree and its PSS once a second (smaps_rollup walks every page table: read

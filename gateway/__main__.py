@@ -1,4 +1,4 @@
 """``python -m gateway`` is the ``gateway`` command."""
-from gateway.cli import app
+from gateway.cli import entry_point
 
-app(prog_name="gateway")
+entry_point()

@@ -101,6 +101,8 @@ def trace_of(decision: Decision) -> dict[str, Any]:
         "phase": {"phase": decision.phase.phase.value, "reason": decision.phase.reason},
         "checks": [{"name": c.name, "fired": c.fired, "detail": c.detail} for c in decision.route.checks],
         "reply": {"kind": decision.reply_kind, "reason": decision.auto_reply_reason},
+        "completeness": {"complete": decision.completeness.complete, "missing": list(decision.completeness.missing),
+                         "evidence": list(decision.completeness.reasons)},
     }
 
 

@@ -17,6 +17,7 @@ import structlog
 
 from classifier.model import CategoryModel
 from classifier.registry import current_version, stored_model
+from gateway import sdnotify
 from gateway.config.loader import load_config
 from gateway.config.schema import GatewayConfig, Mailbox
 from gateway.delivery.outbox import OutboxWorker
@@ -220,12 +221,16 @@ class Gateway:
         self.start()
         if pid_file is not None:
             write_pid_file(pid_file)
+        sdnotify.ready(f"taking mail: {len(self.config.mailboxes)} mailboxes, model {self.model.version}")
         try:
             while not self.stopping.wait(0.2):
                 if reload_wanted.is_set():
                     reload_wanted.clear()
-                    self.reload(config_path)
+                    sdnotify.reloading()
+                    ok = self.reload(config_path)
+                    sdnotify.ready("reloaded" if ok else "reload refused: running on the previous configuration")
         finally:
+            sdnotify.stopping()
             self.stop()
             if pid_file is not None:
                 remove_pid_file(pid_file)

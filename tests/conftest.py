@@ -92,3 +92,4 @@ def start_gateway(gateway_model: StoredModel) -> Iterator[Callable[[GatewayConfi
 from tests.servers.fixtures import dovecot  # noqa: E402,F401 - the real Dovecot fixture for IMAP tests
 from tests.servers.smtp_sink import smtp_sink  # noqa: E402,F401 - a real SMTP relay that records mail
 from tests.servers.postgres import postgres_server, postgres_url  # noqa: E402,F401 - a real PostgreSQL
+from tests.servers.oauth_provider import oauth_provider, xoauth2_relay  # noqa: E402,F401 - OAuth2, XOAUTH2

@@ -41,7 +41,7 @@ def test_a_label_is_stored_with_who_and_when_and_the_next_training_uses_it(
     assert labelled.exit_code == 0, labelled.stderr
     again = cli.invoke(app, ["label", public_id, "training", "--by", "olga", "--config", str(config_path)])
     assert again.exit_code == 0 and "(already so labelled)" in again.stdout  # and no second row (below)
-    assert cli.invoke(app, ["label", "0" * 32, "training", "--config", str(config_path)]).exit_code == 1
+    assert cli.invoke(app, ["label", "0" * 32, "training", "--config", str(config_path)]).exit_code == 2
     assert cli.invoke(app, ["label", public_id, "trainings", "--config", str(config_path)]).exit_code == 2
 
     db = Database(config.gateway.database)

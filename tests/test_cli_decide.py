@@ -35,7 +35,8 @@ def mail(tmp_path: Path, recipients: str, n: int = 1) -> Path:
 def classify(config: Path, *args: str) -> dict[str, Any]:
     result = CliRunner().invoke(app, ["classify", *args, "--json", "--config", str(config)])
     assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
+    (row,) = json.loads(result.stdout)
+    return row
 
 
 @pytest.mark.parametrize(("recipients", "mailbox", "reason"), [

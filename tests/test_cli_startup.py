@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import tomli_w
 
 from gateway import __version__
 
@@ -29,11 +30,33 @@ def imported_by(*args: str) -> list[str]:
     return [name for name in last.removeprefix("imported:").split(",") if name]
 
 
-@pytest.mark.parametrize("args", [("--help",), ("--version",), ("model", "--help"), ("quarantine", "--help"),
-                                  ("train", "--help"), ("train-steps", "--help"), ("status", "--help"),
-                                  ("users", "--help"), ("console", "--help")])
+def every_command() -> list[tuple[str, ...]]:
+    """Every command and group of ``gateway``, as the words that name it (``("quarantine", "show")``)."""
+    import typer
+
+    from gateway.cli import app
+
+    def walk(group: object, path: tuple[str, ...]) -> list[tuple[str, ...]]:
+        found = []
+        for name, command in getattr(group, "commands", {}).items():
+            found += [(*path, name), *walk(command, (*path, name))]
+        return found
+
+    return walk(typer.main.get_command(app), ())
+
+
+@pytest.mark.parametrize("args", [("--help",), ("--version",), *((*command, "--help") for command in every_command())],
+                         ids=" ".join)
 def test_help_and_version_import_no_model_code(args: tuple[str, ...]) -> None:
     assert imported_by(*args) == []
+
+
+def test_commands_that_need_no_model_start_without_it(config_data, database, tmp_path) -> None:
+    """status, show, report and quarantine list read a real database without loading scikit-learn."""
+    config = tmp_path / "gateway.toml"
+    config.write_text(tomli_w.dumps(config_data))
+    for command in (["status"], ["report", "--since", "2h", "--list"], ["show", "abcdef"], ["quarantine", "list"]):
+        assert imported_by(*command, "--config", str(config)) == []
 
 
 def test_version_prints_the_package_version() -> None:

@@ -22,7 +22,8 @@ from gateway.errors import ModelError
 from gateway.config.schema import GatewayConfig
 from gateway.parsing import ParsedMail, parse
 from gateway.replies.completeness import (STEP_RULES, Completeness, ThreadState, check_completeness, gather_evidence,
-                                          image_digest, steps_in, steps_model)
+                                          steps_in, steps_model)
+from gateway.replies.screenshots import image_digest
 from tests.conftest import ROOT
 
 STEPS_DIR = ROOT / "models" / "steps"

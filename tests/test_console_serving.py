@@ -42,15 +42,15 @@ def test_users_add_list_remove(tmp_path: Path) -> None:
     account = check_password(database, "olga", "a long passphrase")
     assert account is not None and account.role == "operator"
     assert check_password(database, "olga", "a wrong passphrase") is None
-    assert _users(path, "add", "olga", "--role", "admin", password="another passphrase").returncode == 1
+    assert _users(path, "add", "olga", "--role", "admin", password="another passphrase").returncode == 2
     short = _users(path, "add", "adam", "--role", "admin", password="short")
-    assert short.returncode == 1 and "at least 10 characters" in short.stderr
-    assert _users(path, "add", "Bad Name", "--role", "admin", password="long enough pass").returncode == 1
+    assert short.returncode == 2 and "at least 10 characters" in short.stderr
+    assert _users(path, "add", "Bad Name", "--role", "admin", password="long enough pass").returncode == 2
     assert _users(path, "add", "adam", "--role", "root", password="long enough pass").returncode == 2
     listed = _users(path, "list")
     assert listed.stdout.split()[:2] == ["olga", "operator"]
     assert _users(path, "remove", "olga").returncode == 0
-    assert _users(path, "remove", "olga").returncode == 1
+    assert _users(path, "remove", "olga").returncode == 2
     assert _users(path, "list").stdout == ""
     database.dispose()
 

@@ -130,7 +130,7 @@ def test_promotion_of_a_worse_model_is_refused_unless_forced_and_rollback_return
     good = current_version(models_dir)
     worse = save_worse_model(models_dir)
     refused = gateway("model", "promote", worse, config=config)
-    assert refused.exit_code == 1 and "worse than current" in refused.stderr and "--force" in refused.stderr
+    assert refused.exit_code == 2 and "worse than current" in refused.stderr and "--force" in refused.stderr
     assert "corpus-test-de" in refused.stderr and "s2r-dev" in refused.stderr  # every worse set is named
     assert current_version(models_dir) == good
     forced = gateway("model", "promote", worse, "--force", config=config)
@@ -141,7 +141,7 @@ def test_promotion_of_a_worse_model_is_refused_unless_forced_and_rollback_return
     assert "nlbse-dev" in listed and "worst set" in listed  # the trained one's per-set scores; the other has none
     assert gateway("model", "rollback", config=config).exit_code == 0
     assert current_version(models_dir) == good
-    assert gateway("model", "rollback", config=config).exit_code == 1  # nothing left to roll back to
+    assert gateway("model", "rollback", config=config).exit_code == 2  # nothing left to roll back to
 
 
 def tamper(models_dir: Path, version: str) -> str:
@@ -165,10 +165,10 @@ def test_a_tampered_artifact_is_refused_everywhere(models: tuple[Path, Path]) ->
     with pytest.raises(ModelError, match="checksum mismatch"):
         load_model(models_dir, bad)
     promoted = gateway("model", "promote", bad, "--force", config=config)
-    assert promoted.exit_code == 1 and "checksum mismatch" in promoted.stderr
+    assert promoted.exit_code == 2 and "checksum mismatch" in promoted.stderr
     assert current_version(models_dir) == good
     evaluated = gateway("eval", "--model", bad, config=config)
-    assert evaluated.exit_code == 1 and "refusing a tampered file" in evaluated.stderr
+    assert evaluated.exit_code == 2 and "refusing a tampered file" in evaluated.stderr
 
 
 def test_untrusted_types_and_unreadable_files_are_refused(models: tuple[Path, Path]) -> None:

@@ -118,8 +118,8 @@ def test_operator_lists_shows_retries_and_releases(database: Database, config_da
     shown = gateway(config_file, "quarantine", "show", released[:8])
     assert shown.exit_code == 0 and "\x1b" not in shown.output and "\\x1b[31mred alert" in shown.output
     assert "stage: decide" in shown.output and "Traceback (most recent call last)" in shown.output
-    assert gateway(config_file, "quarantine", "show", "nosuchid").exit_code == 1
-    assert gateway(config_file, "quarantine", "retry", "abc").exit_code == 1  # too short to be sure
+    assert gateway(config_file, "quarantine", "show", "nosuchid").exit_code == 2
+    assert gateway(config_file, "quarantine", "retry", "abc").exit_code == 2  # too short to be sure
 
     config_data["mailboxes"].append({"address": GONE_MAILBOX, "source": "smtp", "phase": "live"})
     fixed = tmp_path / "fixed.toml"

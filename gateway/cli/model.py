@@ -11,7 +11,7 @@ import typer
 
 from classifier.paths import CORPUS_DIR, SHARED_DATA
 from classifier.taxonomy import CATEGORIES
-from gateway.cli.options import DEFAULT_CONFIG, ConfigOption, DbOption, load_or_exit, open_database
+from gateway.cli.options import DEFAULT_CONFIG, ConfigOption, DbOption, fail, load_or_exit, open_database
 from gateway.errors import ModelError
 
 app = typer.Typer()
@@ -22,7 +22,7 @@ DataOption = Annotated[Path, typer.Option("--data", help="Directory of labelled 
 
 def _fail(exc: Exception) -> typer.Exit:
     typer.echo(f"error: {exc}", err=True)
-    return typer.Exit(1)
+    return typer.Exit(2)
 
 
 RealDataOption = Annotated[Path, typer.Option("--real-data", help="The third-party data directory (NLBSE, S2R).")]
@@ -194,7 +194,8 @@ def model_rollback(config: ConfigOption = DEFAULT_CONFIG) -> None:
 
 @app.command()
 def label(
-    message_id: Annotated[str, typer.Argument(help="The X-Gateway-Message-Id of a stored message.")],
+    message_id: Annotated[str, typer.Argument(help="The X-Gateway-Message-Id of a stored message (or its first 6+ "
+                                                   "characters, e.g. the [#ticket] of a reply's subject).")],
     category: Annotated[str, typer.Argument(help="Correct category: " + ", ".join(CATEGORIES))],
     config: ConfigOption = DEFAULT_CONFIG,
     by: Annotated[str, typer.Option(help="Who corrects (default: the login name).")] = "",
@@ -202,13 +203,17 @@ def label(
 ) -> None:
     """Store an operator's correction; the next `train --include-corrections` learns from it."""
     from gateway.corrections import add_correction
+    from gateway.records import find_message
 
     if category not in CATEGORIES:
-        typer.echo(f"unknown category {category!r}; choose one of {', '.join(CATEGORIES)}", err=True)
-        raise typer.Exit(2)
-    settings = load_or_exit(config, check_secrets=False)
+        fail(f"unknown category {category!r}; choose one of {', '.join(CATEGORIES)}")
+    database = open_database(load_or_exit(config, check_secrets=False), db, must_exist=True)
     try:
-        added = add_correction(open_database(settings, db), message_id, category, by or getpass.getuser(), source="cli")
+        with database.reading() as session:
+            public_id = find_message(session, message_id).public_id
+        added = add_correction(database, public_id, category, by or getpass.getuser(), source="cli")
     except LookupError as exc:
-        raise _fail(exc) from None
-    typer.echo(f"message {message_id} labelled {category}" + ("" if added else " (already so labelled)"))
+        fail(str(exc))
+    finally:
+        database.dispose()
+    typer.echo(f"message {public_id} labelled {category}" + ("" if added else " (already so labelled)"))

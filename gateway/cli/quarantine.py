@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import getpass
-import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from email.parser import BytesHeaderParser
@@ -12,7 +11,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from gateway.cli.options import DEFAULT_CONFIG, ConfigOption, DbOption, load_or_exit, open_database
+from gateway.cli.options import DEFAULT_CONFIG, ConfigOption, DbOption, JsonOption, load_or_exit, open_database
+from gateway.cli.text import echo_json
 from gateway.config import GatewayConfig
 from gateway.errors import GatewayError
 from gateway.sanitise import log_value
@@ -34,7 +34,7 @@ def _database(config: Path, db: str | None) -> Iterator[tuple[GatewayConfig, Dat
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
     settings = load_or_exit(config, check_secrets=False)
-    database = open_database(settings, db)
+    database = open_database(settings, db, must_exist=True)
     try:
         yield settings, database
     except (OperationalError, ProgrammingError) as exc:
@@ -43,7 +43,7 @@ def _database(config: Path, db: str | None) -> Iterator[tuple[GatewayConfig, Dat
         raise typer.Exit(2) from None
     except GatewayError as exc:
         typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(2) from None
     finally:
         database.dispose()
 
@@ -63,29 +63,35 @@ def header_summary(raw: bytes) -> dict[str, str]:
 
 @quarantine_app.command("list")
 def list_command(config: ConfigOption = DEFAULT_CONFIG, db: DbOption = None,
-                 as_json: Annotated[bool, typer.Option("--json", help="One JSON object per line.")] = False) -> None:
+                 as_json: Annotated[bool, typer.Option("--json", help="Print a JSON array ([] when empty).")] = False
+                 ) -> None:
     """Every quarantined message: id, mailbox, stage, traceback id and reason, oldest first."""
     from gateway import quarantine
 
-    with _database(config, db) as (_, database), database.session() as session:
+    with _database(config, db) as (_, database), database.reading() as session:
         rows = [_row(message, entry) for message, entry in quarantine.open_entries(session)]
+    if as_json:
+        echo_json(rows)
+        return
     for row in rows:
-        typer.echo(json.dumps(row, ensure_ascii=False) if as_json else
-                   f"{row['id']}  {row['quarantined_at']}  {row['mailbox']}  [{row['stage']}] "
+        typer.echo(f"{row['id']}  {row['quarantined_at']}  {row['mailbox']}  [{row['stage']}] "
                    f"{row['traceback_id']}  {row['reason']}")
-    if not as_json:
-        typer.echo(f"{len(rows)} quarantined")
+    typer.echo(f"{len(rows)} quarantined")
 
 
 @quarantine_app.command("show")
-def show_command(ident: IdArgument, config: ConfigOption = DEFAULT_CONFIG, db: DbOption = None) -> None:
+def show_command(ident: IdArgument, config: ConfigOption = DEFAULT_CONFIG, db: DbOption = None,
+                 as_json: JsonOption = False) -> None:
     """One quarantined message: its headers, why and where it failed, and the traceback."""
     from gateway import quarantine
 
-    with _database(config, db) as (_, database), database.session() as session:
+    with _database(config, db) as (_, database), database.reading() as session:
         message, entry = quarantine.find_quarantined(session, ident)
         row, summary, trace = _row(message, entry), header_summary(message.raw), entry.traceback
         row["envelope_from"] = log_value(message.envelope_from or "")
+    if as_json:
+        echo_json({**row, "headers": summary, "traceback": trace})
+        return
     for key, value in {**row, **summary}.items():
         typer.echo(f"{key:>15}: {value}")
     typer.echo(f"\n{trace}" if trace else "\n(no traceback: the worker process died)")

@@ -22,7 +22,7 @@ def run(config: ConfigOption = DEFAULT_CONFIG, db: DbOption = None) -> None:
         Gateway(settings, open_database(settings, db)).serve(config)
     except GatewayError as exc:
         typer.echo(f"gateway: {exc}", err=True)
-        raise typer.Exit(1) from None
+        raise typer.Exit(2) from None
 
 
 @app.command("check-config")

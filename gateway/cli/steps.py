@@ -34,7 +34,7 @@ def train_steps_command(
     target = out or load_or_exit(config, check_secrets=False).classifier.models_dir / STEPS_MODEL_DIR
     if not s2r.is_file():
         typer.echo(f"error: {s2r} not found (see ../shared/data/README.md)", err=True)
-        raise typer.Exit(1)
+        raise typer.Exit(2)
     pipeline, metadata = train_steps(load_own(data) + load_s2r(s2r), STEP_RULES, seed)
     metadata["data"] = {"s2r": {s2r.name: sha256_of(s2r)}, "own": files_digest(data)}
     save_steps_model(target, pipeline, metadata)

@@ -249,7 +249,15 @@ class Relay(Secret):
     port: int = Field(25, ge=1, le=65535)
     starttls: bool = False
     user: str | None = None
+    #: "xoauth2": the password_* source gives an OAuth2 access token (Microsoft 365, Gmail)
+    auth: Literal["login", "xoauth2"] = "login"
     timeout: float = Field(30.0, gt=0)
+
+    @model_validator(mode="after")
+    def _xoauth2_needs_user(self) -> Relay:
+        if self.auth == "xoauth2" and not self.user:
+            raise ValueError("auth \"xoauth2\" needs user (the mailbox the token is for)")
+        return self
 
 
 class Outbound(Strict):

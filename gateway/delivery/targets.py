@@ -19,6 +19,7 @@ from imapclient.exceptions import IMAPClientError
 
 from gateway.config.loader import resolve_secret
 from gateway.config.schema import ImapAccount, Relay
+from gateway.delivery.relay_auth import relay_login
 from gateway.errors import PermanentDeliveryError, TransientDeliveryError
 
 _LIBC = ctypes.CDLL(None, use_errno=True)  # for syncfs(2), which the os module lacks (Linux)
@@ -79,7 +80,7 @@ def send_via_relay(relay: Relay, envelope_from: str, recipients: list[str], data
             if relay.starttls:
                 smtp.starttls(context=ssl.create_default_context())
             if relay.user:
-                smtp.login(relay.user, resolve_secret(relay) or "")
+                relay_login(smtp, relay)
             refused = smtp.sendmail(envelope_from, recipients, data)
     except smtplib.SMTPResponseException as exc:
         error = f"relay {relay.host}:{relay.port} answered {exc.smtp_code} {exc.smtp_error!r}"

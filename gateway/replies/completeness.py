@@ -1,35 +1,28 @@
 """Completeness stage: does a problem report carry reproduction steps and a screenshot?
 
 A mail has steps when a rule chosen at training time fires OR the steps model says so (``models/steps/``, see
-:mod:`classifier.steps`). ``has_screenshot`` looks at the images' own header bytes, their size and whether
-the same image came in earlier mails of the sender (then it is a signature logo, not a screenshot); inline
-images count like attached ones (see :mod:`gateway.parsing` for inline photos without a file name).
-A reply in a thread is judged together with what the thread's earlier mails already provided.
+:mod:`classifier.steps`). ``has_screenshot`` looks at the images' own header bytes and size
+(:mod:`gateway.replies.screenshots`) and whether the same image came in earlier mails of the sender (then it is
+a signature logo, not a screenshot); inline images count like attached ones (:mod:`gateway.parsing` keeps inline
+photos without a file name). A reply in a thread is judged together with what the thread's earlier
+mails already provided. Each finding carries its reason, worded where it was found, for ``gateway show``.
 """
 from __future__ import annotations
 
-import hashlib
-import io
+import dataclasses
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
 from classifier.steps import MAX_CHARS as STEPS_MAX_CHARS
 from classifier.steps import StepsModel, load_steps_model
 from gateway.config.schema import GatewayConfig
-from gateway.parsing import Attachment, ParsedMail
+from gateway.parsing import ParsedMail
+from gateway.replies.screenshots import ImageCheck, check_images
 
 STEPS_MODEL_DIR = "steps"  # below [classifier].models_dir
-#: screenshot rules: a real PNG/JPEG/GIF/WebP/BMP, at least 300 × 150 px (either orientation), not a strip
-#: thinner than 1:4, at least 1 KiB, and not an image the sender sent before (a signature logo)
-MIN_LONG_SIDE, MIN_SHORT_SIDE, MAX_ASPECT = 300, 150, 4.0
-MIN_SCREENSHOT_BYTES = 1024
-SCREENSHOT_FORMATS = frozenset({"PNG", "JPEG", "GIF", "WEBP", "BMP"})
-_MAYBE_IMAGE_TYPES = ("application/octet-stream", "application/x-octet-stream")
 
 _STEP_LINE = re.compile(r"^\s*(\d{1,2}[.)]|[-*•]|step\s*\d+|schritt\s*\d+|stap\s*\d+)\s+\S", re.IGNORECASE | re.MULTILINE)
 _SEQUENCE = re.compile(
@@ -79,16 +72,22 @@ class ThreadState:
 
 @dataclass(frozen=True)
 class Evidence:
-    """What a mail itself shows, found with its content in the isolated worker: steps, screenshot-sized images."""
+    """What a mail itself shows, found with its content in the isolated worker: steps, images, and why."""
 
     has_steps: bool
     image_digests: tuple[str, ...]  # of screenshot-sized images, to tell screenshots from recurring logos
+    steps_reason: str = ""  # e.g. "steps: rule step-list fired"
+    images: tuple[ImageCheck, ...] = ()  # every image with its verdict and reason
 
 
 def gather_evidence(mails: Sequence[tuple[ParsedMail, str]], model: StepsModel) -> list[Evidence]:
-    """The :class:`Evidence` of each (mail, customer text) pair."""
-    steps = steps_in([text for _, text in mails], model)
-    return [Evidence(found, screenshot_digests(mail)) for (mail, _), found in zip(mails, steps)]
+    """The :class:`Evidence` of each (mail, customer text) pair, each finding with its reason."""
+    steps = steps_found([text for _, text in mails], model)
+    evidence = []
+    for (mail, _), (found, why) in zip(mails, steps):
+        images = check_images(mail)
+        evidence.append(Evidence(found, tuple(i.digest for i in images if i.is_screenshot), why, images))
+    return evidence
 
 
 @dataclass(frozen=True)
@@ -98,6 +97,13 @@ class Completeness:
     has_steps: bool  # found in this mail itself
     has_screenshot: bool
     image_digests: tuple[str, ...] = ()  # screenshot-sized images of this mail, to spot recurring logos later
+    images: tuple[ImageCheck, ...] = ()  # this mail's images, a recurring one judged "recurring"
+    steps_reason: str = ""
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Why steps and screenshot were found or not, one line each (stored with the decision)."""
+        return tuple(r for r in (self.steps_reason, *(i.reason for i in self.images)) if r)
 
 
 @lru_cache(maxsize=4)
@@ -107,51 +113,25 @@ def steps_model(models_dir: Path) -> StepsModel:
 
 
 def steps_in(texts: Sequence[str], model: StepsModel) -> list[bool]:
-    """Whether each text has steps: a chosen rule fires, or the model's probability reaches its threshold.
+    """Whether each text has steps: a chosen rule fires, or the model's probability reaches its threshold."""
+    return [found for found, _ in steps_found(texts, model)]
 
-    One model call for all the texts no rule settles; rules and model read the first ``MAX_CHARS`` of each."""
+
+def steps_found(texts: Sequence[str], model: StepsModel) -> list[tuple[bool, str]]:
+    """(has steps, why) for each text; one model call for all the texts no rule settles. Rules and model read
+    the first ``MAX_CHARS`` of each text."""
     texts = [text[:STEPS_MAX_CHARS] for text in texts]
-    found = [any(STEP_RULES[name](text) for name in model.rules) for text in texts]
-    unsettled = [i for i, hit in enumerate(found) if not hit]
+    found: list[tuple[bool, str]] = []
+    for text in texts:
+        rule = next((name for name in model.rules if STEP_RULES[name](text)), None)
+        found.append((True, f"steps: rule {rule} fired") if rule else (False, ""))
+    unsettled = [i for i, (hit, _) in enumerate(found) if not hit]
     if unsettled:
         for i, probability in zip(unsettled, model.probabilities([texts[i] for i in unsettled])):
-            found[i] = probability >= model.threshold
+            hit = probability >= model.threshold
+            verb = "reaches" if hit else "below"
+            found[i] = (hit, f"steps: model probability {probability:.2f} {verb} its threshold {model.threshold:.2f}")
     return found
-
-
-def image_size(head: bytes) -> tuple[str, int, int] | None:
-    """(format, width, height) read from the image's own header bytes, or None if it is no image."""
-    try:
-        with Image.open(io.BytesIO(head)) as image:
-            return image.format or "", image.width, image.height
-    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
-        return None
-
-
-def image_digest(attachment: Attachment) -> str:
-    """Identifies the same image in other mails (its size and first bytes)."""
-    return hashlib.sha256(attachment.size.to_bytes(8, "big") + attachment.head).hexdigest()
-
-
-def is_screenshot_sized(attachment: Attachment, inline_cids: tuple[str, ...] = ()) -> bool:
-    """An image attachment or inline ``cid:`` image whose real header shows a screen-sized picture."""
-    declared = attachment.content_type
-    inline = attachment.content_id is not None and attachment.content_id in inline_cids
-    if not (declared.startswith("image/") or declared in _MAYBE_IMAGE_TYPES or inline):
-        return False
-    found = image_size(attachment.head) if attachment.size >= MIN_SCREENSHOT_BYTES else None
-    if found is None:
-        return False
-    kind, width, height = found
-    long_side, short_side = max(width, height), min(width, height)
-    return (kind in SCREENSHOT_FORMATS and long_side >= MIN_LONG_SIDE and short_side >= MIN_SHORT_SIDE
-            and long_side <= MAX_ASPECT * short_side)
-
-
-def screenshot_digests(mail: ParsedMail) -> tuple[str, ...]:
-    """Digests of this mail's screenshot-sized images (in order, without repeats)."""
-    found = (image_digest(a) for a in mail.attachments if is_screenshot_sized(a, mail.html_cids))
-    return tuple(dict.fromkeys(found))
 
 
 def _nothing_recurs(digests: tuple[str, ...]) -> frozenset[str]:
@@ -167,11 +147,18 @@ def check_completeness(config: GatewayConfig, evidence: Evidence, category: str,
     steps, digests = evidence.has_steps, evidence.image_digests
     seen = recurring(digests) if digests else frozenset()
     screenshot = any(d not in seen for d in digests)
+    images = tuple(_as_recurring(i) if i.digest in seen else i for i in evidence.images)
+    found = dict(image_digests=digests, images=images, steps_reason=evidence.steps_reason)
     require = config.completeness.require
     required = dict.fromkeys([*require.get(category, []), *(require.get(thread.category, []) if thread else [])])
     if not required:
-        return Completeness(None, (), steps, screenshot, digests)
+        return Completeness(None, (), steps, screenshot, **found)
     present = {"steps": steps or bool(thread and thread.has_steps),
                "screenshot": screenshot or bool(thread and thread.has_screenshot)}
     missing = tuple(item for item in required if not present[item])
-    return Completeness(not missing, missing, steps, screenshot, digests)
+    return Completeness(not missing, missing, steps, screenshot, **found)
+
+
+def _as_recurring(image: ImageCheck) -> ImageCheck:
+    return dataclasses.replace(image, verdict="recurring", reason=f"{image.reason.removesuffix(': a screenshot')}: "
+                                                                  "the sender sent it before (a signature logo)")

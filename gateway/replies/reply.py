@@ -14,12 +14,14 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from classifier.taxonomy import FALLBACK_LANGUAGE, LANGUAGES
 from gateway.parsing import ParsedMail
+from gateway.replies.screenshots import ImageCheck
 from gateway.storage.models import utcnow
 
 if TYPE_CHECKING:
     from gateway.pipeline import Decision
 
 #: a Message-ID we copy into In-Reply-To/References: printable ASCII in angle brackets, nothing to decode
+MAX_NAMED_IMAGES = 3  # images a reply names when it explains why none of them is a screenshot
 _SAFE_MESSAGE_ID = re.compile(r"<[\x21-\x3b\x3d\x3f-\x7e]{1,250}>")
 _TEAM_NAMES = {
     "en": {"support": "support", "consultant": "consulting", "on_call": "on-call", "triage": "service"},
@@ -67,10 +69,12 @@ def _render(templates_dir: Path, kind: str, language: str, *, name: str, subject
 
 
 def render_missing_info(templates_dir: Path, language: str, *, name: str, subject: str, role: str,
-                        missing: tuple[str, ...], reference: str) -> str:
-    """The reply asking for what is missing, in the customer's language."""
+                        missing: tuple[str, ...], reference: str, images: tuple[ImageCheck, ...] = ()) -> str:
+    """The reply asking for what is missing, in the customer's language; when a screenshot is missing, it names
+    the images that were sent and says why none of them counts (``rejected_images`` in the template)."""
+    rejected = [image for image in images if not image.is_screenshot] if "screenshot" in missing else []
     return _render(templates_dir, "missing_info", language, name=name, subject=subject, role=role,
-                   reference=reference, missing=list(missing))
+                   reference=reference, missing=list(missing), rejected_images=rejected[:MAX_NAMED_IMAGES])
 
 
 def render_key_user(templates_dir: Path, language: str, *, name: str, subject: str, role: str, customer: str,
@@ -89,7 +93,8 @@ def render_reply(templates_dir: Path, decision: Decision, reference: str) -> str
         return render_key_user(templates_dir, decision.language, name=mail.from_name, subject=mail.subject,
                                role=role, customer=customer.name, key_users=customer.key_users, reference=reference)
     return render_missing_info(templates_dir, decision.language, name=mail.from_name, subject=mail.subject,
-                               role=role, missing=decision.completeness.missing, reference=reference)
+                               role=role, missing=decision.completeness.missing, reference=reference,
+                               images=decision.completeness.images)
 
 
 def build_reply(mail: ParsedMail, *, mailbox: str, to: str, body: str, loop_id: str) -> EmailMessage:
