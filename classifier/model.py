@@ -1,9 +1,15 @@
-"""A trained category model: a scikit-learn Pipeline plus its metadata and abstain threshold.
+"""A trained category model: a scikit-learn Pipeline plus its metadata and abstain thresholds.
 
-The pipeline is TF-IDF word 1–2-grams + char_wb 2–5-grams, then one of two candidates, each calibrated by
-``CalibratedClassifierCV`` (five folds, three from 10,000 examples on; sigmoid): ``svm`` (LinearSVC) or ``logreg`` (LogisticRegression).
-The saved artifact is that plain Pipeline; :class:`CategoryModel` predicts through :class:`FastScorer`, the same
-arithmetic without scikit-learn's per-call overhead (under a millisecond per message instead of 2–4).
+The pipeline is TF-IDF word 1–2-grams + char_wb 2–5-grams, then a linear classifier calibrated by
+``CalibratedClassifierCV`` (five folds, three from 10,000 examples on; sigmoid): LinearSVC (``svm``) or
+LogisticRegression (``logreg``). The saved artifact is that plain Pipeline; :class:`CategoryModel` predicts
+through :class:`FastScorer`, the same arithmetic without scikit-learn's per-call overhead (under a millisecond
+per message instead of 2–4). It reads the first ``max_chars`` of a text (metadata; the signal is at the start),
+with its first line, the subject, ``subject_times`` times (subjects and issue titles say the most).
+
+It abstains, with a reason, when the confidence is below the predicted category's threshold
+(``below-threshold``), when the text has too few words the model knows (``out-of-domain``) and when the mail
+is in a language it was not trained on (``unsupported-language``).
 """
 from __future__ import annotations
 
@@ -11,18 +17,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import re
+
 import numpy as np
-import scipy.sparse as sp
-from scipy.special import expit
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import FeatureUnion, Pipeline
 from sklearn.svm import LinearSVC
 
+from classifier.fastscore import FastScorer, calibrated_proba
 from classifier.features import CompactTfidfVectorizer
 
-CANDIDATES = ("svm", "logreg")
+CLASSIFIERS = ("svm", "logreg")
+#: the prefix of the customer's text that the model reads (fitting and predicting); see README for the measurement
+MAX_CHARS = 1000
+#: how often the model reads the subject (the text's first line)
+SUBJECT_TIMES = 2
+#: out of domain: fewer known words than this, or a smaller share of its words known (words of 2+ letters)
+MIN_KNOWN_WORDS, MIN_KNOWN_SHARE = 3, 0.3
+_WORD = re.compile(r"(?u)\b\w\w+\b")  # scikit-learn's default token pattern, as the word features use it
+#: what language detection says of text that is no language (no letters; links, hashes, logs)
+NOT_LANGUAGES = ("und", "zxx")
 #: calibration folds; a large training set needs fewer (each fold is big) and trains in about half the time
 CALIBRATION_FOLDS, LARGE_SET_FOLDS, LARGE_SET = 5, 3, 10_000
 
@@ -33,14 +49,16 @@ class Prediction:
     confidence: float
     abstained: bool
     top: tuple[tuple[str, float], ...]  # the three most probable categories
+    threshold: float = 0.0  # the cut that applied to the predicted category
+    abstain_reason: str = ""  # below-threshold, out-of-domain or unsupported-language ("" when not abstained)
 
 
-def build_features() -> FeatureUnion:
-    """Word 1–2-grams and char_wb 2–5-grams (sublinear TF-IDF); min_df=2 keeps the vocabulary small."""
+def build_features(min_df: int = 3) -> FeatureUnion:
+    """Word 1–2-grams and char_wb 2–5-grams (sublinear TF-IDF); ``min_df`` keeps the vocabulary (and file) small."""
     return FeatureUnion(
         [
-            ("words", CompactTfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True, dtype=np.float32)),
-            ("chars", CompactTfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=2, sublinear_tf=True,
+            ("words", CompactTfidfVectorizer(ngram_range=(1, 2), min_df=min_df, sublinear_tf=True, dtype=np.float32)),
+            ("chars", CompactTfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=min_df, sublinear_tf=True,
                                              dtype=np.float32)),
         ]
     )
@@ -58,138 +76,38 @@ def build_classifier(name: str, seed: int = 0, n_samples: int = 0) -> Calibrated
     elif name == "logreg":
         base = LogisticRegression(C=30.0, tol=1e-3, max_iter=300, random_state=seed)
     else:
-        raise ValueError(f"unknown candidate {name!r}; choose one of {', '.join(CANDIDATES)}")
+        raise ValueError(f"unknown classifier {name!r}; choose one of {', '.join(CLASSIFIERS)}")
     return CalibratedClassifierCV(base, cv=calibration_folds(seed, n_samples), method="sigmoid")
 
 
-def build_candidate(name: str, seed: int = 0) -> Pipeline:
-    """A fresh, unfitted candidate pipeline by name."""
-    return Pipeline([("features", build_features()), ("classifier", build_classifier(name, seed))])
-
-
-def calibrated_proba(classifier: CalibratedClassifierCV, features: Any) -> np.ndarray:
-    """``classifier.predict_proba(features)`` for sigmoid-calibrated linear models, in a few numpy operations.
-
-    Same arithmetic as scikit-learn (per fold: one-vs-rest scores, a sigmoid per class, normalised; then the
-    mean over folds), without the per-class input validation that made one message cost milliseconds.
-    """
-    n_classes = len(classifier.classes_)
-    if classifier.method != "sigmoid" or n_classes < 3:
-        return np.asarray(classifier.predict_proba(features))
-    total = np.zeros((features.shape[0], n_classes))
-    for fold in classifier.calibrated_classifiers_:
-        scores = features @ fold.estimator.coef_.T + fold.estimator.intercept_
-        a = np.array([c.a_ for c in fold.calibrators])
-        b = np.array([c.b_ for c in fold.calibrators])
-        proba = expit(-(a * scores + b))
-        sums = proba.sum(axis=1, keepdims=True)
-        total += np.divide(proba, sums, out=np.full_like(proba, 1 / n_classes), where=sums != 0)
-    return total / len(classifier.calibrated_classifiers_)
-
-
-class _Block:
-    """One fitted TF-IDF vectorizer of the feature union and the rows of the stacked weights it feeds."""
-
-    def __init__(self, vectorizer: CompactTfidfVectorizer, weights: np.ndarray) -> None:
-        self.count = vectorizer.term_counts
-        self.count([])  # builds the vectorizer's lookup index now rather than on the first message
-        self.idf = np.asarray(vectorizer.idf_, dtype=np.float64)
-        self.sublinear, self.binary, self.norm = vectorizer.sublinear_tf, vectorizer.binary, vectorizer.norm
-        self.weights = weights  # (terms, folds × classes), float32
-
-    def scores(self, texts: Sequence[str]) -> np.ndarray:
-        """``tfidf(texts) @ weights`` computed like ``TfidfVectorizer.transform`` but without its per-call checks."""
-        counts = self.count(texts)
-        columns, indptr = counts.indices, counts.indptr
-        values = np.ones(len(columns)) if self.binary else counts.data.astype(np.float64)
-        if self.sublinear:
-            values = np.log(values) + 1.0
-        values *= self.idf[columns]
-        if self.norm is not None:
-            rows = np.repeat(np.arange(len(texts)), np.diff(indptr))
-            sizes = values**2 if self.norm == "l2" else np.abs(values)
-            norms = np.bincount(rows, weights=sizes, minlength=len(texts))
-            norms = np.sqrt(norms) if self.norm == "l2" else norms
-            norms[norms == 0] = 1.0
-            values /= norms[rows]
-        values = values.astype(self.weights.dtype)
-        if len(texts) == 1:
-            return (values @ self.weights[columns])[None, :]
-        return np.asarray(sp.csr_array((values, columns, indptr), shape=counts.shape) @ self.weights)
-
-
-class FastScorer:
-    """The calibrated probabilities of a TF-IDF + sigmoid-calibrated linear pipeline, for a handful of messages.
-
-    Scikit-learn spends most of a one-message prediction on input validation, the feature union's parallel
-    machinery, stacking sparse blocks and one matrix product per calibration fold. Here the weights of all folds
-    are stacked once (one product per vectorizer block, no hstack) and each text's TF-IDF vector is built
-    directly (char n-grams counted as numbers, see :mod:`classifier.features`); the arithmetic is the same (``test_fast_scorer_equals_the_pipeline``). :meth:`compile` returns
-    ``None`` for a pipeline of another shape, which then goes the scikit-learn way.
-    """
-
-    def __init__(self, blocks: list[_Block], intercepts: np.ndarray, a: np.ndarray, b: np.ndarray,
-                 n_classes: int) -> None:
-        self.blocks, self.intercepts, self.a, self.b, self.n_classes = blocks, intercepts, a, b, n_classes
-
-    @classmethod
-    def compile(cls, pipeline: Pipeline) -> FastScorer | None:
-        if len(pipeline) != 2:
-            return None
-        union, classifier = pipeline[0], pipeline[-1]
-        if not (isinstance(union, FeatureUnion) and union.transformer_weights is None
-                and isinstance(classifier, CalibratedClassifierCV) and classifier.method == "sigmoid"
-                and len(classifier.classes_) >= 3):
-            return None
-        vectorizers = [v for _, v in union.transformer_list]
-        if not all(isinstance(v, CompactTfidfVectorizer) and v.norm in (None, "l1", "l2") and v.use_idf
-                   for v in vectorizers):
-            return None
-        folds = classifier.calibrated_classifiers_
-        if not all(hasattr(f.estimator, "coef_") and np.array_equal(f.estimator.classes_, classifier.classes_)
-                   for f in folds):
-            return None
-        # (features, folds × classes); float32 like the features: half the memory, same probabilities to ~1e-7
-        n_classes = len(classifier.classes_)
-        weights = np.empty((folds[0].estimator.coef_.shape[1], len(folds) * n_classes), dtype=np.float32)
-        for i, fold in enumerate(folds):
-            weights[:, i * n_classes:(i + 1) * n_classes] = fold.estimator.coef_.T
-        sizes = [len(v.vocabulary_) for v in vectorizers]
-        if sum(sizes) != weights.shape[0]:
-            return None
-        offsets = np.cumsum([0, *sizes])
-        blocks = [_Block(v, np.ascontiguousarray(weights[start:end]))
-                  for v, start, end in zip(vectorizers, offsets, offsets[1:])]
-        intercepts = np.concatenate([np.broadcast_to(f.estimator.intercept_, n_classes)
-                                     for f in folds]).astype(np.float64)
-        a = np.array([c.a_ for f in folds for c in f.calibrators], dtype=np.float64)
-        b = np.array([c.b_ for f in folds for c in f.calibrators], dtype=np.float64)
-        return cls(blocks, intercepts, a, b, n_classes)
-
-    def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
-        scores = self.intercepts + sum(block.scores(texts) for block in self.blocks)
-        proba = expit(-(self.a * scores + self.b)).reshape(len(texts), -1, self.n_classes)  # (texts, folds, classes)
-        sums = proba.sum(axis=2, keepdims=True)
-        proba = np.divide(proba, sums, out=np.full_like(proba, 1 / self.n_classes), where=sums != 0)
-        return proba.mean(axis=1)
-
-
 class CategoryModel:
-    """Predicts a category with a calibrated confidence; abstains below the model's threshold."""
+    """Predicts a category with a calibrated confidence; abstains below the category's threshold or out of domain.
+
+    Metadata keys used: ``version``, ``threshold`` (one cut), ``class_thresholds`` (a cut per category, newer
+    models) and ``class_thresholds_languages`` (the languages those apply to, the real dev sets' languages;
+    mail in another language gets ``threshold``; absent: all), ``max_chars`` (prefix read; absent: all),
+    ``subject_times`` and ``languages`` (served; absent: any).
+    """
 
     def __init__(self, pipeline: Pipeline, metadata: dict[str, Any]) -> None:
         self.pipeline = pipeline
         self.metadata = metadata
         self.scorer = FastScorer.compile(pipeline)
+        self.known = _known_words(pipeline)
 
     def predict_proba(self, texts: Sequence[str]) -> np.ndarray:
         """Calibrated probabilities, one row per text, columns in :attr:`classes` order."""
-        texts = list(texts)
+        texts = self.prefixes(texts)
         if not texts:
             return np.zeros((0, len(self.classes)))
         if self.scorer is not None:
             return self.scorer.predict_proba(texts)
         return calibrated_proba(self.pipeline[-1], self.pipeline[:-1].transform(texts))
+
+    def prefixes(self, texts: Sequence[str]) -> list[str]:
+        """What the model reads of each text (see :func:`model_input`)."""
+        limit, times = self.metadata.get("max_chars"), int(self.metadata.get("subject_times", 1))
+        return [model_input(t, limit, times) for t in texts]
 
     @property
     def version(self) -> str:
@@ -197,20 +115,80 @@ class CategoryModel:
 
     @property
     def threshold(self) -> float:
-        return float(self.metadata["threshold"])
+        """The lowest cut of any category (the one cut of older models)."""
+        return min(self.cuts.values(), default=float(self.metadata["threshold"]))
+
+    @property
+    def cuts(self) -> dict[str, float]:
+        """The abstain threshold of each category."""
+        own = self.metadata.get("class_thresholds") or {}
+        return {c: float(own.get(c, self.metadata["threshold"])) for c in self.classes}
+
+    def cuts_for(self, language: str | None) -> dict[str, float]:
+        """The abstain thresholds for mail in ``language``: the corpus cut for a language we serve that the
+        per-category cuts do not speak for (German, Dutch), else (also: not known) the per-category ones."""
+        raised_for = self.metadata.get("class_thresholds_languages")
+        served = self.metadata.get("languages") or ()
+        if raised_for is None or language in raised_for or language not in served:
+            return self.cuts
+        return dict.fromkeys(self.classes, float(self.metadata["threshold"]))
 
     @property
     def classes(self) -> list[str]:
         return [str(c) for c in self.pipeline.classes_]
 
-    def predict(self, texts: Sequence[str], *, threshold: float | None = None) -> list[Prediction]:
-        """One :class:`Prediction` per text (batch texts: one call is much cheaper than many)."""
-        cut = self.threshold if threshold is None else threshold
-        probabilities = self.predict_proba(texts)
+    def predict(self, texts: Sequence[str], *, threshold: float | None = None,
+                languages: Sequence[str] | None = None) -> list[Prediction]:
+        """One :class:`Prediction` per text (batch texts: one call is much cheaper than many).
+
+        ``threshold`` replaces every category's cut; ``languages`` (one per text) lets the model abstain on mail
+        in a language it was not trained on."""
+        texts = list(texts)
+        return self.predictions(texts, self.predict_proba(texts), threshold=threshold, languages=languages)
+
+    def predictions(self, texts: Sequence[str], probabilities: np.ndarray, *, threshold: float | None = None,
+                    languages: Sequence[str] | None = None) -> list[Prediction]:
+        """:meth:`predict` for probabilities already computed (one row per text)."""
         classes = self.classes
+        fixed = None if threshold is None else dict.fromkeys(classes, threshold)
+        served = self.metadata.get("languages")
         out = []
-        for row in probabilities:
+        for i, (text, row) in enumerate(zip(self.prefixes(texts), probabilities)):
+            cuts = fixed or self.cuts_for(languages[i] if languages is not None else None)
             order = np.argsort(row)[::-1][:3]
-            top = tuple((classes[i], round(float(row[i]), 4)) for i in order)
-            out.append(Prediction(top[0][0], top[0][1], top[0][1] < cut, top))
+            top = tuple((classes[j], round(float(row[j]), 4)) for j in order)
+            category, confidence = top[0]
+            known, words = self.known_words(text)
+            reason = ""
+            if served and languages is not None and languages[i] not in (*served, *NOT_LANGUAGES) \
+                    and words >= MIN_KNOWN_WORDS:
+                reason = "unsupported-language"
+            elif self.known is not None and (known < MIN_KNOWN_WORDS or known < MIN_KNOWN_SHARE * words):
+                reason = "out-of-domain"
+            elif confidence < cuts[category]:
+                reason = "below-threshold"
+            out.append(Prediction(category, confidence, bool(reason), top, cuts[category], reason))
         return out
+
+    def known_words(self, text: str) -> tuple[int, int]:
+        """(words of the text the model knows, words of the text); words have two letters or more."""
+        words = _WORD.findall(text.lower())
+        return (sum(w in self.known for w in words) if self.known is not None else len(words)), len(words)
+
+
+def model_input(text: str, max_chars: int | None = MAX_CHARS, subject_times: int = SUBJECT_TIMES) -> str:
+    """The first ``max_chars`` of the text, its first line (the subject) repeated to count ``subject_times``."""
+    head = text[:max_chars] if max_chars else text
+    if subject_times <= 1:
+        return head
+    subject = head.split("\n", 1)[0]
+    return "\n".join([subject] * (subject_times - 1) + [head])
+
+
+def _known_words(pipeline: Pipeline) -> frozenset[str] | None:
+    """The single words in the vocabulary of the pipeline's word features (None: it has none)."""
+    union = pipeline[0] if len(pipeline) == 2 else None
+    for _, vectorizer in getattr(union, "transformer_list", []):
+        if isinstance(vectorizer, CompactTfidfVectorizer) and vectorizer.analyzer == "word" and vectorizer.lowercase:
+            return frozenset(term for term in vectorizer.vocabulary_ if " " not in term)
+    return None

@@ -6,6 +6,10 @@ Layout::
     models/<version>/metadata.json   version, created, classes, threshold, metrics, sha256 of model.skops
     models/CURRENT                   the version the gateway loads
     models/HISTORY                   earlier CURRENT versions, newest last (for rollback)
+
+Loading verifies the checksum, refuses a model trained under another scikit-learn minor version (the pickled
+estimators' internals may differ; ``pyproject.toml`` pins the tested range) and any type outside an explicit
+list, and checks the fast scorer against scikit-learn's ``predict_proba`` on a few texts.
 """
 from __future__ import annotations
 
@@ -17,7 +21,10 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import skops.io as sio
+import sklearn
+import structlog
 from sklearn.pipeline import Pipeline
 
 from classifier.model import CategoryModel
@@ -29,6 +36,13 @@ METADATA = "metadata.json"
 VERSION_NAME = re.compile(r"^\d{8}-\d{6}-[a-z]+$")
 #: directories in models/ that hold other models (``steps``: the has_steps model), never category versions
 AUXILIARY_MODELS = frozenset({"steps"})
+
+log = structlog.get_logger("classifier.registry")
+#: texts the fast scorer must score as scikit-learn does before a loaded model uses it
+SCORER_CHECK_TEXTS = ("", "12345 !!", "Rechnung 2026-0412 ging an die alte Adresse, bitte neu senden.",
+                      "Since 8:00 nobody can log in, every page shows error 503.",
+                      "Hoe kan ik een nieuwe gebruiker toevoegen aan ons team?")
+SCORER_TOLERANCE = 1e-5
 
 #: Types a model file may contain beyond skops' defaults; anything else is refused on load.
 TRUSTED_TYPES = frozenset(
@@ -109,11 +123,39 @@ def load_model(models_dir: Path, version: str | None = None) -> CategoryModel:
     strangers = sorted(untrusted - TRUSTED_TYPES)
     if strangers:
         raise ModelError(f"model {version}: refusing untrusted types {', '.join(strangers)}")
+    check_sklearn_version(f"model {version}", metadata)
     try:
         pipeline = sio.load(artifact, trusted=sorted(untrusted))
     except Exception as exc:  # noqa: BLE001 - an incompatible artifact may fail in many ways
         raise ModelError(f"model {version}: cannot load ({type(exc).__name__}: {exc})") from None
-    return CategoryModel(pipeline, metadata)
+    return check_scorer(CategoryModel(pipeline, metadata))
+
+
+def _minor(version: str) -> tuple[str, ...]:
+    return tuple(version.split(".")[:2])
+
+
+def check_sklearn_version(what: str, metadata: dict[str, Any]) -> None:
+    """Refuse a model trained under another scikit-learn minor version than the one running."""
+    trained = str(metadata.get("sklearn_version") or "")
+    if _minor(trained) != _minor(sklearn.__version__):
+        raise ModelError(f"{what} was trained under scikit-learn {trained or '(unknown)'} but this gateway runs "
+                         f"{sklearn.__version__}; refusing it, as its estimators may behave differently. Retrain it "
+                         "under this version (`make model`, `make steps-model` or `gateway train`) or install the "
+                         "scikit-learn it was trained with")
+
+
+def check_scorer(model: CategoryModel) -> CategoryModel:
+    """Keep the fast scorer only if it gives scikit-learn's probabilities on :data:`SCORER_CHECK_TEXTS`."""
+    if model.scorer is None:
+        return model
+    texts = model.prefixes(SCORER_CHECK_TEXTS)
+    gap = float(np.abs(model.scorer.predict_proba(texts) - model.pipeline.predict_proba(texts)).max())
+    if gap > SCORER_TOLERANCE:
+        log.error("fast scorer disagrees with scikit-learn; predicting the scikit-learn way (slower)",
+                  model=model.version, largest_difference=gap)
+        model.scorer = None
+    return model
 
 
 class StoredModel(CategoryModel):
@@ -138,6 +180,10 @@ class StoredModel(CategoryModel):
     @property
     def scorer(self) -> Any:  # type: ignore[override]
         return self._model().scorer
+
+    @property
+    def known(self) -> frozenset[str] | None:  # type: ignore[override]
+        return self._model().known
 
     def _model(self) -> CategoryModel:
         if self._loaded is None:

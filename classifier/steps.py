@@ -3,13 +3,14 @@
 Trained on the S2R bug-report gold set (English, ``../shared/data/bug-reports-s2r/``) and our own German and
 Dutch support mails (``classifier/data/steps/*.jsonl``). The held-out part is chosen by a hash of a *group* id:
 contrast pairs (one problem with and without steps) and de/nl translations of one mail form a group, so no
-near-duplicate of a held-out mail is trained on. Saved with skops, checksummed, next to ``metadata.json``.
+near-duplicate of a held-out mail is trained on; for S2R it is the category model's S2R dev part
+(:func:`classifier.realdata.in_dev_part`). Saved with skops, checksummed, next to ``metadata.json``; loading
+refuses a model trained under another scikit-learn minor version.
 """
 from __future__ import annotations
 
 import datetime as dt
 import gzip
-import hashlib
 import json
 import os
 import re
@@ -31,11 +32,12 @@ from sklearn.pipeline import FeatureUnion, Pipeline
 
 from classifier.hashing import CachedHashingPipeline
 from classifier.paths import S2R_FILE, STEPS_DATA_DIR
-from classifier.registry import ARTIFACT, METADATA, TRUSTED_TYPES, sha256_of
+from classifier.realdata import DEV_SHARE_PERCENT, in_dev_part
+from classifier.registry import ARTIFACT, METADATA, TRUSTED_TYPES, check_sklearn_version, sha256_of
 from classifier.textprep import customer_text
 from gateway.errors import ModelError
 
-TEST_SHARE_PERCENT = 30
+TEST_SHARE_PERCENT = DEV_SHARE_PERCENT
 HASH_FEATURES = 2**17
 MAX_CHARS = 2000  # steps are told near the top; the rest of a long mail (logs, quoted history) only costs time
 THRESHOLDS = np.round(np.arange(0.2, 0.9, 0.025), 3)
@@ -57,7 +59,7 @@ class StepsExample:
 
     @property
     def is_test(self) -> bool:
-        return int(hashlib.sha256(f"steps:{self.group}".encode()).hexdigest(), 16) % 100 < TEST_SHARE_PERCENT
+        return in_dev_part(self.group, "steps", TEST_SHARE_PERCENT)
 
 
 def prepare(text: str) -> str:
@@ -184,7 +186,8 @@ def train_steps(examples: Sequence[StepsExample], rules: Mapping[str, Callable[[
     names = sorted(rules)
 
     def fired(part: Sequence[StepsExample]) -> np.ndarray:
-        return np.array([[rules[n](e.text) for n in names] for e in part], dtype=bool).reshape(len(part), len(names))
+        return np.array([[rules[n](e.text[:MAX_CHARS]) for n in names] for e in part],
+                        dtype=bool).reshape(len(part), len(names))
 
     chosen, threshold, oof_score = choose(train, fired(train), names, out_of_fold(train, seed))
     pipeline = build_pipeline(seed).fit([prepare(e.text) for e in train], [e.has_steps for e in train],
@@ -254,4 +257,5 @@ def load_steps_model(directory: Path) -> StepsModel:
     untrusted = set(sio.get_untrusted_types(file=artifact))
     if untrusted - TRUSTED_TYPES:
         raise ModelError(f"steps model: refusing untrusted types {', '.join(sorted(untrusted - TRUSTED_TYPES))}")
+    check_sklearn_version("steps model", metadata)
     return StepsModel(sio.load(artifact, trusted=sorted(untrusted)), metadata)

@@ -20,6 +20,8 @@ _DATED_ATTRIBUTION = (rf"(?:On|Am|Op|Le|El)\b{_WRAPPED}\b(?:wrote|schrieb|schrie
 _NAME_ATTRIBUTION = r"[^\n>]{1,80}\b(?:wrote|writes|schrieb|schreef):"
 _ATTRIBUTION = re.compile(rf"^[ \t]*(?:(?P<dated>{_DATED_ATTRIBUTION})|{_NAME_ATTRIBUTION})[ \t]*$",
                           re.IGNORECASE | re.MULTILINE)
+# every attribution has one of these verbs: a text without any needs no line-by-line search (most of its cost)
+_ATTRIBUTION_VERBS = ("wrote", "writes", "schrieb", "schreef", "a écrit", "escribió")
 _HISTORY_BANNERS = [
     r"^[ \t]*-{2,}[ \t]*(?:Original Message|Ursprüngliche Nachricht|Oorspronkelijk bericht|Originalnachricht|"
     r"Forwarded message|Weitergeleitete Nachricht|Doorgestuurd bericht)[ \t]*-{2,}[ \t]*$",
@@ -62,28 +64,75 @@ def _is_quote(line: str) -> bool:
     return line.lstrip().startswith(">")
 
 
+_NEXT_LINE = re.compile(r"\n*([^\n]*)")
+
+
+def _quote_headers(body: str) -> tuple[list[tuple[int, int]], int]:
+    """(attribution lines followed by ``>`` quotes, to remove; where the unquoted history starts, or ``len``).
+
+    An attribution followed by another one (after blank lines) is judged by what follows that one, so each
+    line is looked at once: linear in the text, however many attributions it has."""
+    lowered = body.lower()
+    found = list(_ATTRIBUTION.finditer(body)) if any(verb in lowered for verb in _ATTRIBUTION_VERBS) else []
+    quoted = [False] * len(found)
+    for i in range(len(found) - 1, -1, -1):
+        following = _NEXT_LINE.match(body, found[i].end())
+        if i + 1 < len(found) and following.start(1) == found[i + 1].start():
+            quoted[i] = quoted[i + 1]
+        else:
+            quoted[i] = _is_quote(following.group(1))
+    removed = []
+    for match, is_quoted in zip(found, quoted):
+        if not is_quoted and match.group("dated"):  # an unprefixed quote: the rest is history
+            return removed, match.start()
+        if is_quoted:
+            removed.append(match.span())
+    return removed, len(body)
+
+
 def strip_quoted(body: str) -> str:
     """The new text of a reply: without ``>`` quotes, their attribution lines and copied earlier messages."""
     body = body.replace("\r\n", "\n").replace("\r", "\n")
     banner = _HISTORY_BANNER.search(body)
     if banner:
         body = body[: banner.start()]
-    for attribution in list(_ATTRIBUTION.finditer(body))[::-1]:
-        following = body[attribution.end():].lstrip("\n").split("\n", 1)[0]
-        if _is_quote(following):
-            body = body[: attribution.start()] + body[attribution.end():]
-        elif attribution.group("dated"):  # an unprefixed quote: the rest is history
-            body = body[: attribution.start()]
-    kept = [line for line in body.split("\n") if not _is_quote(line)]
+    removed, end = _quote_headers(body)
+    pieces, position = [], 0
+    for start, stop in removed:
+        pieces.append(body[position:start])
+        position = stop
+    pieces.append(body[position:end])
+    kept = [line for line in "".join(pieces).split("\n") if not _is_quote(line)]
     return re.sub(r"\n{3,}", "\n\n", "\n".join(kept)).strip()
 
 
+def _tail_start(body: str, lines: int) -> int:
+    """Offset of the ``lines``-th non-empty line counted from the end (0 if there are fewer)."""
+    seen, end = 0, len(body)
+    while end > 0:
+        start = body.rfind("\n", 0, end) + 1
+        if body[start:end].strip():
+            seen += 1
+            if seen == lines:
+                return start
+        end = start - 1
+    return 0
+
+
 def _signature_start(body: str) -> int | None:
-    """Offset of the first closing formula or signature separator that follows some text."""
-    starts = [m.start() for m in _CLOSING.finditer(body)]
-    starts += [m.start() for m in _LONG_CLOSING.finditer(body)
-               if sum(bool(line.strip()) for line in body[m.end():].split("\n")) < _SIGNATURE_LINES]
-    return min((s for s in starts if body[:s].strip()), default=None)
+    """Offset of the first closing formula or signature separator that follows some text.
+
+    Stops at the first closing; a longer closing ("Thanks in advance for your help") counts only among the
+    last lines, so only they are searched."""
+    text_start = len(body) - len(body.lstrip())
+    if text_start == len(body):
+        return None
+    first = _CLOSING.search(body, text_start + 1)
+    starts = [first.start()] if first else []
+    tail = max(_tail_start(body, _SIGNATURE_LINES), text_start + 1)
+    late = _LONG_CLOSING.search(body, tail, first.start() if first else len(body))
+    starts += [late.start()] if late else []
+    return min(starts, default=None)
 
 
 def strip_signature(body: str) -> str:

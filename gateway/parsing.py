@@ -179,7 +179,8 @@ def _contents(message: Message) -> tuple[list[str], list[str], tuple[Attachment,
 
     A part is an attachment when it has a file name, a Content-ID (unless it is text/plain or text/html), is
     RTF or is marked ``attachment``; a named inline text part counts as both, unless it sits inside an attached
-    part (a forwarded message, say).
+    part (a forwarded message, say). Unlike mail-parser, an image without file name or Content-ID (an inline
+    photo some mail apps send) is an attachment too, not lost.
     """
     plain: list[str] = []
     html: list[str] = []
@@ -202,7 +203,7 @@ def _contents(message: Message) -> tuple[list[str], list[str], tuple[Attachment,
         content_id = ported_string(view.get("content-id"))
         subtype = ported_string(view.get_content_subtype())
         named = bool(filename) or bool(content_id) and subtype not in ("html", "plain")
-        if named or subtype == "rtf" or disposition == "attachment":
+        if named or subtype == "rtf" or disposition == "attachment" or _is_image(part):
             attachments.append(_attachment(part, view, filename or content_id, content_id))
             if part.is_multipart() or inside or disposition != "inline" or part.get_content_type() not in _TEXT:
                 continue
@@ -213,6 +214,10 @@ def _contents(message: Message) -> tuple[list[str], list[str], tuple[Attachment,
 
 
 _TEXT = ("text/plain", "text/html")
+
+
+def _is_image(part: Message) -> bool:
+    return not part.is_multipart() and part.get_content_maintype() == "image"
 
 
 def _epilogue_part(message: Message) -> list[tuple[Message, bool]]:
@@ -241,8 +246,27 @@ def _attachment(part: Message, view: Message, filename: str, content_id: str) ->
         content_type=(ported_string(view.get_content_type()) or "application/octet-stream").lower(),
         size=len(data),
         content_id=content_id.strip("<> ") or None,
-        head=data[:HEAD_BYTES],
+        head=_head(data),
     )
+
+
+#: JPEG markers that start a frame header (SOFn): it holds the image's size
+_JPEG_FRAMES = frozenset({0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF})
+
+
+def _head(data: bytes) -> bytes:
+    """The first HEAD_BYTES of a payload; of a JPEG whose metadata (EXIF, XMP, ICC of phone photos) runs past
+    them, its start marker and everything from the frame header on, so that its size can still be read."""
+    if len(data) <= HEAD_BYTES or not data.startswith(b"\xff\xd8"):
+        return data[:HEAD_BYTES]
+    position = 2
+    for _ in range(64):  # a JPEG has a handful of segments before its frame header
+        if position + 4 > len(data) or data[position] != 0xFF:
+            break
+        if data[position + 1] in _JPEG_FRAMES:
+            return data[:HEAD_BYTES] if position < HEAD_BYTES // 2 else data[:2] + data[position:][:HEAD_BYTES - 2]
+        position += 2 + int.from_bytes(data[position + 2:position + 4], "big")
+    return data[:HEAD_BYTES]
 
 
 def _body_text(part: Message, charset: str) -> str:
@@ -285,7 +309,7 @@ def _walk(message: Message) -> tuple[list[str], list[str], tuple[Attachment, ...
             data = part.get_payload(decode=True) or b""
             content_id = str(part.get("content-id", "")).strip("<> ") or None
             attachments.append(Attachment(safe_filename(decode_header_part(filename or ""), fallback=""),
-                                          part.get_content_type(), len(data), content_id, data[:HEAD_BYTES]))
+                                          part.get_content_type(), len(data), content_id, _head(data)))
         elif part.get_content_subtype() == "html":
             html.append(_part_text(part))
         else:

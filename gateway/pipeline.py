@@ -9,7 +9,7 @@ import datetime as dt
 import hashlib
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Literal, Protocol
 
 from classifier.language import detect_language
@@ -20,11 +20,13 @@ from gateway.limits import check_limits
 from gateway.parsing import ParsedMail, parse
 from gateway.replies.completeness import (Completeness, Evidence, ThreadState, check_completeness, gather_evidence,
                                          steps_model)
-from gateway.replies.loopguard import reasons_not_to_reply
+from gateway.replies.loopguard import automated_reasons, reasons_not_to_reply
 from gateway.routing.calendar import local_time
 from gateway.routing.phases import PhaseDecision, phase_for
 from gateway.routing.router import KEY_USER_RULE, Route, RouteFacts, ThreadOrigin, route
 
+#: the category of mail a machine wrote (bounces, auto-replies): no customer request, whatever the model says
+AUTOMATED_CATEGORY = "other"
 #: the automatic replies: asking for missing details, or naming the key users to a sender who is not one
 ReplyKind = Literal["missing_info", "key_user"]
 
@@ -78,7 +80,8 @@ class Decision:
     fingerprint: str
     duplicate_of: str | None
     mailbox: str
-    threshold: float  # the abstain threshold in force
+    threshold: float  # the abstain threshold in force for the predicted category
+    automated: str = ""  # why a machine wrote the mail (then it went to [routing] automated_role), "" if a person
 
     @property
     def target(self) -> str:
@@ -158,10 +161,11 @@ def classify_prepared(config: GatewayConfig, model: CategoryModel,
     if not prepared:
         return []
     texts = [text for _, text in prepared]
-    predictions = model.predict(texts, threshold=config.classifier.abstain_threshold)
+    languages = [detect_language(text) for text in texts]
+    predictions = model.predict(texts, threshold=config.classifier.abstain_threshold, languages=languages)
     evidence = gather_evidence(prepared, steps_model(config.classifier.models_dir))
-    return [Analysis(mail, text, detect_language(text), prediction, found, request_fingerprint(text))
-            for (mail, text), prediction, found in zip(prepared, predictions, evidence)]
+    return [Analysis(mail, text, language, prediction, found, request_fingerprint(text))
+            for (mail, text), language, prediction, found in zip(prepared, languages, predictions, evidence)]
 
 
 def analyse(config: GatewayConfig, model: CategoryModel, raw: bytes,
@@ -227,6 +231,9 @@ def decide(config: GatewayConfig, model: CategoryModel, raw: bytes, mailbox: Mai
     history = history or NoHistory()
     analysis = analysis or analyse(config, model, raw)
     mail, language, prediction = analysis.mail, analysis.language, analysis.prediction
+    automated = "; ".join(automated_reasons(mail, envelope_from, config.auto_reply.loop_id))
+    if automated:  # a bounce or an auto-reply is no customer request, and never an outage
+        prediction = replace(prediction, category=AUTOMATED_CATEGORY, abstained=False, abstain_reason="")
     sender = (mail.from_addr or (envelope_from or "")).lower()
     when = at or mail.date or dt.datetime.now(dt.UTC)
     phase = phase_for(config, mailbox, sender, local_time(config.business_hours, when).date())
@@ -235,7 +242,7 @@ def decide(config: GatewayConfig, model: CategoryModel, raw: bytes, mailbox: Mai
     thread, ticket = thread_ids(mail), ticket_in(mail.subject)
     origin = history.thread_origin(thread, ticket) if thread or ticket else None
     facts = RouteFacts(phase.phase, prediction.category, prediction.confidence, prediction.abstained,
-                       mailbox.address, sender, phase.customer, when, origin)
+                       mailbox.address, sender, phase.customer, when, origin, prediction.abstain_reason, automated)
     routed = route(config, facts)
     # an unsure category asks the customer for nothing: a human decides first
     thread_state = history.thread_state(origin) if origin else None
@@ -247,5 +254,4 @@ def decide(config: GatewayConfig, model: CategoryModel, raw: bytes, mailbox: Mai
     reply, why = plan_auto_reply(config, mail, completeness, sender, envelope_from, when, history, duplicate_of,
                                  thread_state, _key_user_reply_due(phase.customer, routed))
     return Decision(mail, language, prediction, phase, routed, completeness, reply, why, model.version, sender, when,
-                    fingerprint, duplicate_of, mailbox.address,
-                    model.threshold if config.classifier.abstain_threshold is None else config.classifier.abstain_threshold)
+                    fingerprint, duplicate_of, mailbox.address, prediction.threshold, automated)

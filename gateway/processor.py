@@ -60,6 +60,7 @@ def audit_headers(decision: Decision, public_id: str) -> dict[str, str]:
         "Model": decision.model_version,
         "Message-Id": public_id,
         **({"Duplicate-Of": decision.duplicate_of} if decision.duplicate_of else {}),
+        **({"Automated": decision.automated} if decision.automated else {}),
     }
 
 

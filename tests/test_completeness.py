@@ -189,6 +189,42 @@ def test_an_inline_cid_image_counts_as_a_screenshot(config) -> None:
     assert completeness_of(config, mail, "Fehler", "incident").has_screenshot
 
 
+def inline_mail(data: bytes, filename: str | None) -> bytes:
+    """As Apple Mail and phone mail apps send a photo: text, then the image inline (no cid: reference)."""
+    message = EmailMessage()
+    message["From"], message["To"], message["Subject"] = "anna@example.org", "support@tessaro.example", "Fehler"
+    message["X-Mailer"] = "Apple Mail (2.3774.500.171)"
+    message.set_content("Der Export bricht ab, siehe Foto vom Bildschirm.")
+    message.add_attachment(data, maintype="image", subtype="jpeg", disposition="inline", filename=filename)
+    return message.as_bytes(policy=SMTP)
+
+
+def with_metadata(jpeg: bytes, size: int) -> bytes:
+    """The JPEG with ``size`` bytes of metadata segments (EXIF/XMP, as phones write them) before its frame."""
+    segments = b""
+    while size > 0:
+        chunk = min(size, 60_000)
+        segments += b"\xff\xe1" + (chunk + 2).to_bytes(2, "big") + b"http://ns.adobe.com/xap/1.0/\x00".ljust(chunk, b"x")
+        size -= chunk
+    return jpeg[:2] + segments + jpeg[2:]
+
+
+@pytest.mark.parametrize(("data", "filename", "expected"), [
+    (picture(1600, 1200, "JPEG"), "IMG_0042.JPG", True),  # Apple Mail: inline, with a file name
+    (picture(1600, 1200, "JPEG"), None, True),  # inline without file name or Content-ID
+    (with_metadata(picture(1600, 1200, "JPEG"), 150_000), "IMG_0043.JPG", True),  # size only after 64 KiB
+    (picture(160, 50, "JPEG"), None, False),  # an inline signature logo
+])
+def test_an_inline_photo_counts_as_a_screenshot_unless_it_is_logo_sized(config, data: bytes, filename: str | None,
+                                                                       expected: bool) -> None:
+    mail = parse(inline_mail(data, filename))
+    assert [a.content_type for a in mail.attachments] == ["image/jpeg"]
+    assert completeness_of(config, mail, "Fehler", "incident").has_screenshot is expected
+    if expected:  # the same photo sent again by the sender is a known image: a logo, not a screenshot
+        again = completeness_of(config, mail, "Fehler", "incident", recurring=lambda digests: frozenset(digests))
+        assert not again.has_screenshot
+
+
 def test_an_image_the_sender_sent_before_is_a_logo(config) -> None:
     mail = parse(mail_with((picture(600, 200, seed=7), "image/png", "image001.png")))
     [digest] = completeness_of(config, mail, "Fehler", "incident").image_digests

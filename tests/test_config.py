@@ -45,6 +45,10 @@ def test_routing_to_an_undefined_role_is_refused(config_data: dict[str, Any]) ->
     config_data["routing"]["table"]["live"]["billing"] = "finance"
     with pytest.raises(ConfigError, match="finance"):
         parse_config(config_data)
+    config_data["routing"]["table"]["live"]["billing"] = "backoffice"
+    config_data["routing"]["automated_role"] = "bounces"
+    with pytest.raises(ConfigError, match="not defined under \\[roles\\]: bounces"):
+        parse_config(config_data)
 
 
 def test_incomplete_routing_table_names_the_missing_cells(config_data: dict[str, Any]) -> None:

@@ -26,9 +26,9 @@ from tests.servers.gateway_process import GATEWAY, GatewayProcess
 HOW_TO = ("How do I export the candidate list to Excel?",
           "Hello,\n\ncould you tell me how to export the list of candidates of a vacancy to Excel? I cannot find the "
           "export button in the pipeline view. Which menu is it in?\n\nThanks, Jonas")
-HOW_TO_AGAIN = ("Where can I change the e-mail templates for interview invitations?",
-                "Hi,\n\nhow do I change the text of the interview invitation e-mail? Which settings page has the "
-                "templates, and can every recruiter edit them?\n\nRegards, Jonas")
+HOW_TO_AGAIN = ("How do I add a recruiter to a vacancy?",
+                "Hello,\n\ncould you tell me how to add a second recruiter to a vacancy? I cannot find the option in "
+                "the vacancy view. Which menu is it in?\n\nThanks, Jonas")
 SENDER = "j.weber@mueller-logistik.example"
 
 

@@ -93,9 +93,12 @@ def test_without_the_option_or_with_replies_off_the_sender_is_only_flagged(confi
 ])
 def test_automated_senders_get_no_key_user_reply(config_data, shipped_model, headers: dict[str, str],
                                                  expected: str) -> None:
-    kind, why, rules = plan(key_user_config(config_data), shipped_model,
-                            human_mail("Rechnung", BILLING, **{"From": NURSE, **headers}))
-    assert kind is None and expected in why and KEY_USER_RULE in rules
+    """Sorted as automated before the key-user policy is looked at: neither flagged nor answered."""
+    config = key_user_config(config_data)
+    raw = human_mail("Rechnung", BILLING, **{"From": NURSE, **headers})
+    decided = decide(config, shipped_model, raw, config.mailboxes[0], envelope_from=parse(raw).from_addr)
+    assert decided.reply_kind is None and expected in decided.automated
+    assert decided.route.rules == ("automated-sender",) and decided.route.role == "triage"
 
 
 @pytest.mark.parametrize("lang", ["de", "en", "nl", "fr"])

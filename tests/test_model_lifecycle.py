@@ -1,5 +1,6 @@
 """Model lifecycle through the real CLI: train (progress bar, metadata), eval (--json, --plot), list, promote
-(refused when worse unless --force), rollback, and refusal of tampered, untrusted or unreadable artifacts."""
+(refused when worse on any eval set unless --force), rollback, and refusal of tampered, untrusted or unreadable
+artifacts and of models trained under another scikit-learn version; the fast scorer is checked at load."""
 from __future__ import annotations
 
 import json
@@ -24,7 +25,12 @@ from classifier.registry import (
     sha256_of,
     stored_model,
 )
-from classifier.train import fit_candidates, metadata_for, score
+import numpy as np
+import sklearn
+
+from classifier.registry import check_scorer
+from classifier.steps import load_steps_model
+from classifier.train import CANDIDATES, fit_candidate, fit_features, metadata_for, score
 from classifier.workflow import labelled
 from gateway.cli import app
 from gateway.config import parse_config
@@ -66,11 +72,11 @@ def models(trained: tuple[Path, Any], tmp_path: Path) -> tuple[Path, Path]:
 
 
 def save_worse_model(models_dir: Path) -> str:
-    """A real but weaker model: the same pipeline trained on only 150 messages."""
+    """A real but weaker model: the same pipeline trained on only 150 messages of our corpus."""
     train_part, test_part = split(load_corpus())
     small = labelled(train_part)[::8][:150]
-    fitted = fit_candidates(small, ["svm"])[0]
-    metadata = metadata_for(fitted, 0, score(fitted.pipeline, fitted.threshold, labelled(test_part)), {})
+    fitted = fit_candidate(CANDIDATES["svm"], *fit_features([e.text for e in small]), small, np.ones(len(small)))
+    metadata = metadata_for(fitted, {}, 0, score(fitted.model(), labelled(test_part)), {})
     metadata["version"] = "20000101-000000-svm"
     save_model(models_dir, fitted.pipeline, metadata)
     return metadata["version"]
@@ -78,31 +84,45 @@ def save_worse_model(models_dir: Path) -> str:
 
 def test_train_writes_a_promoted_version_with_metadata_and_shows_progress(trained: tuple[Path, Any]) -> None:
     models_dir, result = trained
-    assert "training" in result.stderr and "100%" in result.stderr  # the tqdm progress bar
+    assert "training" in result.stderr and "100%" in result.stderr and "score svm" in result.stderr  # tqdm
     (version,) = list_versions(models_dir)
     assert current_version(models_dir) == version and "promoted to current" in result.stdout
     meta = json.loads((models_dir / version / METADATA).read_text())
     assert meta["sha256"] == sha256_of(models_dir / version / ARTIFACT)
-    assert meta["version"] == version and meta["candidate"] == "svm" and meta["sklearn_version"]
-    assert len(meta["classes"]) == 10 and 0 < meta["threshold"] < 1
+    assert meta["version"] == version and meta["candidate"] == "svm" and meta["sklearn_version"] == sklearn.__version__
+    assert len(meta["classes"]) == 10 and 0 < meta["threshold"] < 1 and set(meta["class_thresholds"]) == set(meta["classes"])
     assert meta["data"]["train_count"] + meta["data"]["test_count"] == len(load_corpus())
-    assert len(meta["data"]["corpus_files"]) == 6
+    assert len(meta["data"]["corpus_files"]) == 6 and len(meta["data"]["real_files"]) == 2
     assert meta["metrics"]["macro_f1"] >= 0.85 and set(meta["metrics"]["per_language_macro_f1"]) == {"de", "en", "nl"}
+    assert set(meta["sets"]) == {"corpus-test", "corpus-test-de", "corpus-test-en", "corpus-test-nl", "nlbse-dev",
+                                 "s2r-dev"}
+    for scores in meta["sets"].values():
+        assert {"macro_f1", "routed_precision", "coverage", "examples", "confusion"} <= set(scores)
+        labels, matrix = scores["confusion"]["labels"], scores["confusion"]["matrix"]
+        assert len(matrix) == len(labels) and sum(map(sum, matrix)) == scores["examples"]
+    assert meta["selection"]["worst_set"] in meta["sets"] and meta["selection"]["rule"].startswith("fewest real sets")
+    assert "nlbse-dev" in result.stdout and "routed prec" in result.stdout and "targets missed" in result.stdout
     assert (models_dir / version / ARTIFACT).stat().st_size < 30 * 2**20
 
 
-def test_eval_prints_json_metrics_and_writes_the_confusion_matrix(models: tuple[Path, Path], tmp_path: Path) -> None:
+def test_eval_prints_json_metrics_and_writes_plots_per_set(models: tuple[Path, Path], tmp_path: Path) -> None:
     models_dir, config = models
-    plot = tmp_path / "confusion.png"
-    result = gateway("eval", "--json", "--plot", str(plot), config=config)
+    plots = tmp_path / "plots"
+    result = gateway("eval", "--json", "--plot", str(plots), config=config)
     assert result.exit_code == 0, result.stderr
     metrics = json.loads(result.stdout)
     assert metrics["version"] == current_version(models_dir)
     assert len(metrics["per_class"]) == 10 and set(metrics["per_language_macro_f1"]) == {"de", "en", "nl"}
     assert 0 < metrics["coverage"] <= 1 and metrics["n"] == len(split(load_corpus())[1])
-    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and plot.stat().st_size > 10_000
+    stored = json.loads((models_dir / metrics["version"] / METADATA).read_text())["sets"]
+    assert metrics["sets"] == stored  # scored again now: the same figures as at training
+    for name in stored:
+        for kind in ("confusion", "reliability"):
+            png = plots / f"{name}-{kind}.png"
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
     table = gateway("eval", config=config)
     assert "macro-F1" in table.stdout and "outage" in table.stdout and "coverage" in table.stdout
+    assert "nlbse-dev" in table.stdout and "s2r-dev" in table.stdout
 
 
 def test_promotion_of_a_worse_model_is_refused_unless_forced_and_rollback_returns(models: tuple[Path, Path]) -> None:
@@ -111,12 +131,14 @@ def test_promotion_of_a_worse_model_is_refused_unless_forced_and_rollback_return
     worse = save_worse_model(models_dir)
     refused = gateway("model", "promote", worse, config=config)
     assert refused.exit_code == 2 and "worse than current" in refused.stderr and "--force" in refused.stderr
+    assert "corpus-test-de" in refused.stderr and "s2r-dev" in refused.stderr  # every worse set is named
     assert current_version(models_dir) == good
     forced = gateway("model", "promote", worse, "--force", config=config)
     assert forced.exit_code == 0, forced.stderr
     assert current_version(models_dir) == worse
     listed = gateway("model", "list", config=config).stdout
     assert f"* {worse}" in listed and f"  {good}" in listed
+    assert "nlbse-dev" in listed and "worst set" in listed  # the trained one's per-set scores; the other has none
     assert gateway("model", "rollback", config=config).exit_code == 0
     assert current_version(models_dir) == good
     assert gateway("model", "rollback", config=config).exit_code == 2  # nothing left to roll back to
@@ -214,3 +236,36 @@ def test_the_gateway_keeps_only_where_its_model_is_and_the_workers_load_and_veri
             stored.predict(["in this process, too"])
     finally:
         pool.close()
+
+
+def test_a_model_trained_under_another_scikit_learn_version_is_refused(models: tuple[Path, Path],
+                                                                       tmp_path: Path) -> None:
+    models_dir, _ = models
+    version = current_version(models_dir)
+    meta_path = models_dir / version / METADATA
+    meta = json.loads(meta_path.read_text())
+    major, minor, *_ = sklearn.__version__.split(".")
+    meta_path.write_text(json.dumps({**meta, "sklearn_version": f"{major}.{minor}.99"}))
+    assert load_model(models_dir, version).version == version  # another patch release of the same minor loads
+    meta_path.write_text(json.dumps({**meta, "sklearn_version": f"{major}.{int(minor) - 1}.2"}))
+    with pytest.raises(ModelError, match=rf"trained under scikit-learn {major}\.{int(minor) - 1}\.2 but this "
+                                         rf"gateway runs {sklearn.__version__}; refusing it"):
+        load_model(models_dir, version)
+    steps = tmp_path / "steps"
+    shutil.copytree(ROOT / "models" / "steps", steps)
+    steps_meta = json.loads((steps / METADATA).read_text())
+    (steps / METADATA).write_text(json.dumps({**steps_meta, "sklearn_version": "0.24.2"}))
+    with pytest.raises(ModelError, match="steps model was trained under scikit-learn 0.24.2"):
+        load_steps_model(steps)
+
+
+def test_a_fast_scorer_that_disagrees_with_scikit_learn_is_dropped_at_load(models: tuple[Path, Path]) -> None:
+    models_dir, _ = models
+    model = load_model(models_dir)
+    assert model.scorer is not None  # it agreed on the check texts
+    texts = ["Rechnung falsch\nBitte neu ausstellen.", "Since 8:00 nobody can log in."]
+    expected = model.pipeline.predict_proba(model.prefixes(texts))
+    model.scorer.blocks[0].weights = model.scorer.blocks[0].weights * 3  # as if its arithmetic had drifted
+    assert not np.allclose(model.predict_proba(texts), expected, atol=1e-6)
+    check_scorer(model)
+    assert model.scorer is None and np.allclose(model.predict_proba(texts), expected, atol=1e-9)

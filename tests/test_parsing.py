@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from gateway.config.schema import Limits
 from gateway.errors import ParseLimitExceeded
 from gateway.limits import check_limits
-from gateway.parsing import MAX_TEXT_CHARS, MAX_TOKEN_CHARS, _bounded, _lenient_base64, parse
+from gateway.parsing import MAX_TEXT_CHARS, MAX_TOKEN_CHARS, _bounded, _head, _lenient_base64, parse
 from gateway.sanitise import safe_filename
 from tests.test_mail_corpora import MAIL_DIR
 
@@ -37,7 +37,8 @@ def corpus_sample() -> Iterator[tuple[str, bytes]]:
 
 
 def mail_parsers_view(raw: bytes) -> tuple[str, str, list[tuple[str, str, int, str | None, bytes]]] | None:
-    """(body text, subject, attachments) as mail-parser itself gives them; None where mail-parser raises."""
+    """(body text, subject, attachments) as mail-parser itself gives them; None where mail-parser raises. The heads
+    are cut as ours are (a JPEG's frame header is kept after long metadata)."""
     try:
         mail = mailparser.parse_from_bytes(raw)
     except Exception:  # noqa: BLE001 - mail-parser fails on some real mail: there it has no view to compare with
@@ -48,9 +49,14 @@ def mail_parsers_view(raw: bytes) -> tuple[str, str, list[tuple[str, str, int, s
         data = _lenient_base64(payload) if part["binary"] else payload.encode("utf-8", "surrogateescape")
         name = "" if _RANDOM_NAME.match(part["filename"] or "") else safe_filename(part["filename"] or "", "")
         attachments.append((name, part["mail_content_type"].lower(), len(data),
-                            (part["content-id"] or "").strip("<> ") or None, data[:64 * 1024]))
+                            (part["content-id"] or "").strip("<> ") or None, _head(data)))
     subject = mail.subject if isinstance(mail.subject, str) else mail.subject[0]
     return "\n".join(mail.text_plain).strip(), subject, attachments
+
+
+def _unnamed_image(attachment: tuple[str, str, int, str | None, bytes]) -> bool:
+    name, content_type, _, content_id, _ = attachment
+    return not name and content_id is None and content_type.startswith("image/")
 
 
 def test_parts_are_sorted_as_mail_parser_sorts_them() -> None:
@@ -68,7 +74,9 @@ def test_parts_are_sorted_as_mail_parser_sorts_them() -> None:
             assert ours.text == _bounded(text, MAX_TEXT_CHARS), name
         assert ours.subject == " ".join(_bounded(subject, 1000).split()), name
         found = [(a.filename, a.content_type, a.size, a.content_id, a.head) for a in ours.attachments]
-        assert found == attachments, name
+        # ours also keeps images with neither a file name nor a Content-ID, which mail-parser drops
+        assert [a for a in found if not _unnamed_image(a)] == [a for a in attachments if not _unnamed_image(a)], name
+        assert all(found.count(a) >= attachments.count(a) for a in attachments), name
         compared += 1
     assert compared > 2000
 

@@ -2,7 +2,7 @@
 
 Every message goes through the real pipeline (store_raw + Processor) under the hardest settings: every
 category needs steps and a screenshot (so completeness never says "nothing missing"), the category model
-never abstains, our mailbox is added to Cc and no envelope sender is known (as for fetched mail, so only the
+never abstains for low confidence (it still sends mail unlike anything it knows to triage), our mailbox is added to Cc and no envelope sender is known (as for fetched mail, so only the
 message's own Return-Path/From and headers count) and repeated requests are not linked as duplicates. Only the
 loop guard stands between them and a reply.
 """
@@ -80,33 +80,68 @@ def test_the_selection_covers_every_bounce_and_auto_reply(automated_mail) -> Non
     assert names["flanker"] >= 12 and names["imap-tools"] >= 5 and names["spamassassin"] >= 5
 
 
-def test_no_bounce_report_or_auto_reply_is_answered(automated_mail, tmp_path: Path, shipped_model) -> None:
-    data = shipped_config_data(tmp_path)
-    data["completeness"]["require"] = {category: ["steps", "screenshot"] for category in CATEGORIES}
-    data["classifier"]["abstain_threshold"] = 0.0
-    data["routing"]["duplicate_window_hours"] = 0  # no "duplicate of" short cut before the loop guard
-    config = parse_config(data)
+def process(config: Any, messages: list[bytes], model: Any) -> tuple[Database, int]:
+    """Store every message as fetched mail and let the real processor (isolated workers) decide them all;
+    (the database, how many were stored: the same message in two corpora, or twice in one, is stored once)."""
     database = Database(config.gateway.database)
     database.upgrade()
-    started = time.monotonic()
-    stored = {store_raw(database, addressed_to_us(raw), mailbox=MAILBOX, source="imap", envelope_from=None).public_id
-              for _, raw in automated_mail}  # a set: the same bytes in two corpora are stored once
-    store_raw(database, HUMAN_INCIDENT, mailbox=MAILBOX, source="imap", envelope_from=None)  # the control
-    processor = Processor(database, config, shipped_model)
+    stored = {store_raw(database, raw, mailbox=MAILBOX, source="imap", envelope_from=None).public_id
+              for raw in messages}
+    processor = Processor(database, config, model)
     try:
         while processor.run_once(batch=200):
             pass
     finally:
         processor.close()
+    return database, len(stored)
+
+
+def test_bounces_dsns_and_auto_replies_go_to_the_automated_role_and_never_page_on_call(
+        automated_mail, tmp_path: Path, shipped_model) -> None:
+    """flanker, flufl-bounce and sisimai: the loop guard's verdict decides first, at any hour."""
+    data = shipped_config_data(tmp_path)
+    data["roles"]["bounces"] = {"maildir": str(tmp_path / "bounces")}
+    data["routing"]["automated_role"] = "bounces"
+    data["business_hours"].update(days=["sun"], start="00:00", end="00:01")  # always closed: outages page on_call
+    messages = [addressed_to_us(raw) for name, raw in automated_mail
+                if name.split("/")[0] in ("flanker", "flufl-bounce", "sisimai-set-of-emails")]
+    database, stored = process(parse_config(data), messages + [HUMAN_INCIDENT], shipped_model)
+    with database.session() as session:
+        rows = session.execute(select(Message.header_message_id, Decision.role, Decision.category, Decision.rules,
+                                      OutboxItem.payload).join(Decision, Decision.message_id == Message.id)
+                               .join(OutboxItem, OutboxItem.message_id == Message.id)
+                               .where(OutboxItem.kind == OutboxKind.DELIVERY)).all()
+    database.dispose()
+    human = [r for r in rows if r.header_message_id == "<corpus-control@example.org>"]
+    machine = [r for r in rows if r.header_message_id != "<corpus-control@example.org>"]
+    assert len(messages) >= 940 and len(machine) == stored - 1 > 900
+    assert Counter(r.role for r in machine) == {"bounces": len(machine)}  # none to on_call or a human role
+    assert all(r.rules == ["automated-sender"] and r.category == "other" for r in machine)
+    assert all(b"X-Gateway-Automated: " in r.payload for r in machine)
+    (person,) = human  # a person's mail is decided by its content as before
+    assert person.role != "bounces" and "automated-sender" not in person.rules
+    assert b"X-Gateway-Automated" not in person.payload
+
+
+def test_no_bounce_report_or_auto_reply_is_answered(automated_mail, tmp_path: Path, shipped_model) -> None:
+    data = shipped_config_data(tmp_path)
+    data["completeness"]["require"] = {category: ["steps", "screenshot"] for category in CATEGORIES}
+    data["classifier"]["abstain_threshold"] = 0.0
+    data["routing"]["duplicate_window_hours"] = 0  # no "duplicate of" short cut before the loop guard
+    started = time.monotonic()
+    database, stored = process(parse_config(data), [addressed_to_us(raw) for _, raw in automated_mail]
+                               + [HUMAN_INCIDENT], shipped_model)  # the human mail is the control
     elapsed = time.monotonic() - started
     with database.session() as session:
         rows = session.execute(select(Message.header_message_id, Decision.auto_reply, Decision.auto_reply_reason,
-                                      Decision.missing).join(Decision, Decision.message_id == Message.id)).all()
+                                      Decision.missing, Decision.rules).join(Decision, Decision.message_id == Message.id)).all()
         replied_to = session.scalars(select(Message.header_message_id).join(
             OutboxItem, OutboxItem.message_id == Message.id).where(OutboxItem.kind == OutboxKind.REPLY)).all()
     database.dispose()
-    assert len(rows) == len(stored) + 1, "every stored message must be decided (none quarantined)"
+    assert len(rows) == stored, "every stored message must be decided (none quarantined)"
     assert replied_to == ["<corpus-control@example.org>"], "only the human control mail may be answered"
-    assert all(missing for *_, missing in rows), "with everything required, only the loop guard may stop a reply"
-    reasons = Counter(reason.split(";")[0].split(" ")[0] for _, auto, reason, _ in rows if not auto)
+    unknown = {"abstain-out-of-domain", "abstain-unsupported-language"}  # a human decides: nothing is asked for
+    assert all(missing or unknown & set(rules) for *_, missing, rules in rows), \
+        "with everything required, only the loop guard may stop a reply to mail the model knows"
+    reasons = Counter(reason.split(";")[0].split(" ")[0] for _, auto, reason, _, _ in rows if not auto)
     print(f"\n{len(rows)} messages in {elapsed:.1f} s; first guard reason: {dict(reasons.most_common(8))}")

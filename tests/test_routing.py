@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -56,6 +57,23 @@ def test_abstention_goes_to_triage_and_category_rules_do_not_fire(config) -> Non
     assert decided.role == "triage"
     assert decided.rules == ("abstain-below-threshold",)
     assert [c.name for c in decided.checks if not c.fired] == ["outage-outside-business-hours"]
+
+
+def test_automated_mail_goes_to_the_automated_role_first_and_never_pages_on_call(config_data) -> None:
+    config_data["roles"]["bounces"] = {"maildir": "var/mail/bounces"}
+    config_data["routing"]["automated_role"] = "bounces"
+    config = parse_config(config_data)
+    bounce = facts(Phase.LIVE, "outage", at=WEDNESDAY_NIGHT, automated="system sender mailer-daemon@example.org",
+                   thread=ThreadOrigin("abc123", "support"))
+    decided = route(config, bounce)
+    assert decided.role == "bounces" and decided.rules == ("automated-sender",)
+    assert route(config, replace(bounce, automated="")).role == "on_call"  # the same facts from a person
+
+
+@pytest.mark.parametrize("reason", ["out-of-domain", "unsupported-language"])
+def test_mail_the_model_does_not_know_goes_to_triage_saying_why(config, reason: str) -> None:
+    decided = route(config, facts(Phase.LIVE, "billing", abstained=True, confidence=0.9, abstain_reason=reason))
+    assert decided.role == "triage" and decided.rules == (f"abstain-{reason}",)
 
 
 def test_a_reply_follows_its_thread_unless_a_rule_fires(config) -> None:

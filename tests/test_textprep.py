@@ -88,3 +88,21 @@ def test_an_attribution_without_quotes_below_cuts_the_rest() -> None:
 def test_subject_prefixes_go() -> None:
     assert clean_subject("AW: WG: Re[2]: Rechnung 4711") == "Rechnung 4711"
     assert clean_subject("Antw: Factuur") == "Factuur"
+
+
+def test_many_quoted_replies_lose_every_attribution_in_one_pass() -> None:
+    """Each attribution line is looked at once (the text is not rebuilt per attribution), with the same result."""
+    answer = "On Mon, 2 Mar 2026 at 10:12, Support <s@example.org> wrote:\n> Does it work now?\nNo, still error 500.\n"
+    body = "Hello,\n\n" + answer * 800 + "On Tue, 3 Mar 2026, Anna wrote:\nan earlier mail, not quoted\n"
+    text = strip_quoted(body)
+    assert text.count("No, still error 500.") == 800 and "wrote" not in text and ">" not in text
+    assert "an earlier mail" not in text  # a dated attribution without quotes below: the rest is history
+    stacked = "Fine now.\n\nOn Mon, 2 Mar 2026, Anna wrote:\nOn Sun, 1 Mar 2026, Support wrote:\n> Try again?\n"
+    assert strip_quoted(stacked) == "Fine now."  # an attribution above another one is judged by the quote below both
+
+
+def test_a_longer_closing_counts_only_among_the_last_lines() -> None:
+    early = "Thanks and best regards\n"
+    body = "Hello,\n\nThe export fails.\n" + early + "".join(f"log line {i}\n" for i in range(12))
+    assert "log line 11" in strip_signature(body)  # twelve lines follow it: part of the text
+    assert strip_signature("Hello,\n\nThe export fails.\n" + early + "Anna\nACME\n") == "Hello,\n\nThe export fails."

@@ -3,6 +3,7 @@ and ``explain ID``: the trace stored with a decision the gateway made."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from email.utils import getaddresses
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,27 +17,52 @@ from gateway.config import Phase
 if TYPE_CHECKING:
     import datetime as dt
 
+    from gateway.config import GatewayConfig
+    from gateway.config.schema import Mailbox
+    from gateway.parsing import ParsedMail
     from gateway.pipeline import Decision
 
 app = typer.Typer()
 
 
+def recipient_mailbox(settings: GatewayConfig, mail: ParsedMail) -> tuple[Mailbox | None, str]:
+    """The configured mailbox the message was sent to, by its Delivered-To, To and Cc headers (in that order),
+    and which header said so."""
+    delivered = tuple(address.lower() for _, address in getaddresses(mail.headers.get("delivered-to", ())))
+    for header, addresses in (("Delivered-To", delivered), ("To", mail.to), ("Cc", mail.cc)):
+        for address in addresses:
+            box = settings.mailbox(address)
+            if box is not None:
+                return box, f"from its {header} header"
+    return None, ""
+
+
 def what_if(config: Path, mailbox: str | None, phase: Phase | None, at: dt.datetime | None
-            ) -> Callable[[Path], Decision]:
-    """A function deciding one .eml file as the running gateway would, with the given pretences."""
+            ) -> Callable[[Path], tuple[Decision, str]]:
+    """A function deciding one .eml file as the running gateway would, with the given pretences: the decision,
+    and where its mailbox came from (``--mailbox``, the recipient headers, or the first configured one)."""
     from zoneinfo import ZoneInfo
 
     from classifier.registry import load_model
-    from gateway.pipeline import decide
+    from gateway.pipeline import analyse, decide
 
     settings = load_or_exit(config, check_secrets=False)
-    box = settings.mailbox(mailbox) if mailbox else settings.mailboxes[0]
-    if box is None:
+    given = settings.mailbox(mailbox) if mailbox else None
+    if mailbox and given is None:
         fail(f"unknown mailbox {mailbox!r}; the config has {', '.join(m.address for m in settings.mailboxes)}")
     model = load_model(settings.classifier.models_dir)
     when = at.replace(tzinfo=at.tzinfo or ZoneInfo(settings.business_hours.timezone)) if at else None
-    return lambda path: decide(settings, model, path.read_bytes(), box, at=when,
-                               phase_override=phase.value if phase else None)
+
+    def decide_file(path: Path) -> tuple[Decision, str]:
+        raw = path.read_bytes()
+        analysis = analyse(settings, model, raw)
+        box, why = (given, "given with --mailbox") if given else recipient_mailbox(settings, analysis.mail)
+        if box is None:
+            box, why = settings.mailboxes[0], "no recipient header names a configured mailbox: the first one"
+        return decide(settings, model, raw, box, at=when, phase_override=phase.value if phase else None,
+                      analysis=analysis), why
+
+    return decide_file
 
 
 def readable_files(files: list[Path]) -> None:
@@ -77,11 +103,12 @@ def classify(
     rows = []
     for path in files:
         try:
-            d = decide_file(path)
+            d, mailbox_reason = decide_file(path)
         except ParseLimitExceeded as exc:
             rows.append({"file": str(path), "role": "triage", "error": f"{exc}; would be delivered unparsed"})
             continue
-        rows.append({"file": str(path), "language": d.language, "category": d.prediction.category,
+        rows.append({"file": str(path), "mailbox": d.mailbox, "mailbox_reason": mailbox_reason,
+                     "automated": d.automated, "language": d.language, "category": d.prediction.category,
                      "confidence": round(d.prediction.confidence, 4), "abstained": d.prediction.abstained,
                      "role": d.route.role, "target": d.target, "phase": d.phase.phase.value,
                      "phase_reason": d.phase.reason, "complete": d.completeness.complete,
@@ -113,9 +140,10 @@ def explain(
     completeness with its evidence."""
     path = Path(what)
     if path.is_file():
-        d = what_if(config, mailbox, phase, at)(path)
+        d, mailbox_reason = what_if(config, mailbox, phase, at)(path)
         heading = f"message     {path}  (from {d.sender or '?'} to {d.mailbox}, at {d.at.isoformat()})"
-        lines = [heading, *explain_lines(decision_record(d))]
+        lines = [heading, f"mailbox     {d.mailbox} ({mailbox_reason})", f"automated   {d.automated or 'no'}",
+                 *explain_lines(decision_record(d))]
     elif path.exists() or "/" in what or path.suffix.lower() == ".eml":
         fail(f"{path}: not a file" if path.exists() else f"{path}: no such file")
     else:

@@ -27,7 +27,8 @@ __all__ = ["DEFAULT_CONFIG", "AtOption", "ConfigOption", "DbOption", "JsonOption
 ConfigOption = Annotated[Path, typer.Option("--config", "-c", help="Path of gateway.toml.", envvar="GATEWAY_CONFIG")]
 DbOption = Annotated[Optional[str], typer.Option("--db", help="SQLAlchemy URL; overrides [gateway].database.",
                                                  envvar="GATEWAY_DB")]
-MailboxOption = Annotated[Optional[str], typer.Option(help="Mailbox the mail arrived at (default: the first).")]
+MailboxOption = Annotated[Optional[str], typer.Option(help="Mailbox the mail arrived at (default: the configured "
+                                                            "one its Delivered-To, To or Cc names, else the first).")]
 PhaseOption = Annotated[Optional[Phase], typer.Option(help="Pretend this phase.")]
 AtOption = Annotated[Optional[dt.datetime], typer.Option(help="Pretend this arrival time (ISO; local to the "
                                                                 "business hours unless it has an offset).")]

@@ -218,6 +218,8 @@ class Routing(Strict):
     rules: list[Rule] = []
     #: the same request from the same sender within this many hours is a linked duplicate (0: off)
     duplicate_window_hours: float = Field(72.0, ge=0)
+    #: where mail a machine wrote goes (bounces, DSNs, feedback reports, auto-replies; the loop guard's verdict)
+    automated_role: str = "triage"
 
     @field_validator("table")
     @classmethod
@@ -383,7 +385,7 @@ class GatewayConfig(Strict):
     def _roles_are_known(self) -> GatewayConfig:
         known = set(self.roles)
         used = {role for row in self.routing.table.values() for role in row.values()}
-        used |= {rule.role for rule in self.routing.rules} | {"triage"}
+        used |= {rule.role for rule in self.routing.rules} | {"triage", self.routing.automated_role}
         unknown = sorted(used - known)
         if unknown:
             raise ValueError(f"roles used in routing but not defined under [roles]: {', '.join(unknown)}")

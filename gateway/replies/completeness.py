@@ -3,7 +3,8 @@
 A mail has steps when a rule chosen at training time fires OR the steps model says so (``models/steps/``, see
 :mod:`classifier.steps`). ``has_screenshot`` looks at the images' own header bytes and size
 (:mod:`gateway.replies.screenshots`) and whether the same image came in earlier mails of the sender (then it is
-a signature logo, not a screenshot). A reply in a thread is judged together with what the thread's earlier
+a signature logo, not a screenshot); inline images count like attached ones (:mod:`gateway.parsing` keeps inline
+photos without a file name). A reply in a thread is judged together with what the thread's earlier
 mails already provided. Each finding carries its reason, worded where it was found, for ``gateway show``.
 """
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
+from classifier.steps import MAX_CHARS as STEPS_MAX_CHARS
 from classifier.steps import StepsModel, load_steps_model
 from gateway.config.schema import GatewayConfig
 from gateway.parsing import ParsedMail
@@ -116,7 +118,9 @@ def steps_in(texts: Sequence[str], model: StepsModel) -> list[bool]:
 
 
 def steps_found(texts: Sequence[str], model: StepsModel) -> list[tuple[bool, str]]:
-    """(has steps, why) for each text; one model call for all the texts no rule settles."""
+    """(has steps, why) for each text; one model call for all the texts no rule settles. Rules and model read
+    the first ``MAX_CHARS`` of each text."""
+    texts = [text[:STEPS_MAX_CHARS] for text in texts]
     found: list[tuple[bool, str]] = []
     for text in texts:
         rule = next((name for name in model.rules if STEP_RULES[name](text)), None)

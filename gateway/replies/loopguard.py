@@ -1,4 +1,10 @@
-"""Who must never get an automatic reply (RFC 3834 and what real mail systems do)."""
+"""Who must never get an automatic reply (RFC 3834 and what real mail systems do), and which mail a machine wrote.
+
+:func:`automated_reasons` are the signs that a machine wrote the mail (bounces, DSNs, feedback reports,
+auto-replies, list and notification mail): routing sorts such mail to ``[routing] automated_role`` before
+anything else. :func:`reasons_not_to_reply` adds what else forbids an answer (no usable address, not addressed
+to us, our own address as sender, failed authentication).
+"""
 from __future__ import annotations
 
 import re
@@ -61,9 +67,8 @@ def reply_address(mail: ParsedMail, envelope_from: str | None) -> str:
     return (envelope_from if envelope_from is not None else return_path or mail.from_addr).strip().strip("<>").lower()
 
 
-def reasons_not_to_reply(mail: ParsedMail, envelope_from: str | None, own_addresses: frozenset[str],
-                         loop_id: str, authserv_id: str | None = None) -> list[str]:
-    """Every reason found why this mail must not be answered automatically (empty: replying is safe)."""
+def automated_reasons(mail: ParsedMail, envelope_from: str | None, loop_id: str) -> list[str]:
+    """Every sign that a machine wrote this mail (empty: a person, as far as its headers tell)."""
     reasons: list[str] = []
     sender = reply_address(mail, envelope_from)
     auto = (mail.header("auto-submitted") or "no").split(";")[0].strip().lower()
@@ -76,13 +81,9 @@ def reasons_not_to_reply(mail: ParsedMail, envelope_from: str | None, own_addres
         reasons.append("our own X-Loop")
     if not sender:
         reasons.append("null envelope sender")
-    elif not _ADDR_SPEC.fullmatch(sender):
-        reasons.append("no usable address to answer")
     for address in dict.fromkeys(a for a in (sender, mail.from_addr) if a):
         if _SYSTEM_SENDER.match(address):
             reasons.append(f"system sender {address}")
-    if sender in own_addresses or mail.from_addr in own_addresses:
-        reasons.append("sent by one of our own addresses")
     if mail.content_type == "multipart/report" or any(a.content_type in _REPORT_PARTS for a in mail.attachments):
         reasons.append("delivery or read report")
     subject = clean_subject(mail.subject)  # without Re:/Fwd: prefixes: a forwarded bounce is still a bounce
@@ -90,6 +91,18 @@ def reasons_not_to_reply(mail: ParsedMail, envelope_from: str | None, own_addres
         reasons.append("subject looks like a vacation reply")
     if _BOUNCE_SUBJECT.search(subject):
         reasons.append("subject looks like a delivery report")
+    return reasons
+
+
+def reasons_not_to_reply(mail: ParsedMail, envelope_from: str | None, own_addresses: frozenset[str],
+                         loop_id: str, authserv_id: str | None = None) -> list[str]:
+    """Every reason found why this mail must not be answered automatically (empty: replying is safe)."""
+    reasons = automated_reasons(mail, envelope_from, loop_id)
+    sender = reply_address(mail, envelope_from)
+    if sender and not _ADDR_SPEC.fullmatch(sender):
+        reasons.append("no usable address to answer")
+    if sender in own_addresses or mail.from_addr in own_addresses:
+        reasons.append("sent by one of our own addresses")
     if not own_addresses.intersection(mail.to + mail.cc):
         reasons.append("none of our addresses in To/Cc")
     return reasons + failed_authentication(mail, authserv_id)

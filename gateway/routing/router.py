@@ -9,7 +9,13 @@ from gateway.routing.calendar import in_window, is_business_hours, local_time, w
 
 TRIAGE = "triage"
 ABSTAIN_RULE = "abstain-below-threshold"
+#: why the classifier abstained → the rule name that sends the mail to triage (``X-Gateway-Rules`` says why)
+ABSTAIN_RULES = {"below-threshold": ABSTAIN_RULE, "out-of-domain": "abstain-out-of-domain",
+                 "unsupported-language": "abstain-unsupported-language"}
+ABSTAIN_DETAILS = {"out-of-domain": "too few words the model knows", "unsupported-language": "a language the "
+                   "model was not trained on"}
 KEY_USER_RULE = "key-user-policy"
+AUTOMATED_RULE = "automated-sender"
 
 
 @dataclass(frozen=True)
@@ -25,6 +31,8 @@ class RouteFacts:
     customer: Customer | None
     at: dt.datetime
     thread: ThreadOrigin | None = None
+    abstain_reason: str = "below-threshold"  # when abstained: below-threshold, out-of-domain, unsupported-language
+    automated: str = ""  # why a machine wrote the mail (the loop guard's signs), "" for a person's mail
 
 
 @dataclass(frozen=True)
@@ -78,10 +86,14 @@ def _sender_matches(sender: str, pattern: str) -> bool:
 
 
 def route(config: GatewayConfig, facts: RouteFacts) -> Route:
-    """Decide the role: extra rules in order, then the thread's role, then abstention, then the phase table.
+    """Decide the role: mail a machine wrote goes to ``automated_role`` before anything else; then the extra rules
+    in order, the thread's role, abstention, and the phase table.
 
     A rule that looks at the category never fires for an abstained (unsure) category.
     """
+    if facts.automated:
+        check = RuleCheck(AUTOMATED_RULE, True, f"{facts.automated} → {config.routing.automated_role}")
+        return _with_target(config, facts, config.routing.automated_role, [check])
     checks = _key_user_checks(facts)
     open_now = is_business_hours(config.business_hours, facts.at)
     local = local_time(config.business_hours, facts.at)
@@ -95,7 +107,8 @@ def route(config: GatewayConfig, facts: RouteFacts) -> Route:
         checks.append(RuleCheck(f"thread.{facts.thread.public_id}", True, detail))
         return replace(_with_target(config, facts, facts.thread.role, checks), thread=facts.thread)
     if facts.abstained:
-        checks.append(RuleCheck(ABSTAIN_RULE, True, f"confidence {facts.confidence:.2f} below threshold"))
+        detail = ABSTAIN_DETAILS.get(facts.abstain_reason, f"confidence {facts.confidence:.2f} below threshold")
+        checks.append(RuleCheck(ABSTAIN_RULES.get(facts.abstain_reason, ABSTAIN_RULE), True, detail))
         return _with_target(config, facts, TRIAGE, checks)
     role = config.routing.table[facts.phase][facts.category]
     checks.append(RuleCheck(f"table.{facts.phase.value}.{facts.category}", True, f"→ {role}"))
